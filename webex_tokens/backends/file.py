@@ -1,0 +1,249 @@
+"""``file:``: every account in one JSON file, written atomically and locked per write.
+
+Durability rules: each write goes to a 0600 temp file in the same directory, is fsynced,
+renamed over the token file with :func:`os.replace`, and the directory is fsynced. Writers
+serialise on a separate ``<file>.lock``; readers never lock, since a rename is atomic. A
+file that cannot be parsed raises :class:`~webex_tokens.errors.StoreCorrupted` and is
+never written over. A symlinked token file is refused.
+
+File format (``version`` 1)::
+
+    {"version": 1, "tokens": {"alice@example.com": {...token...}, "bot": "gAAAA..."}}
+
+Plain records are stored as JSON objects so the file stays readable; encrypted records
+(see :mod:`webex_tokens.backends.fernet`) as strings. A legacy ``.webex_token.json``
+holding a single token is read as the account ``default`` and rewritten in this format
+on the first write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import parse_qs, unquote
+
+from ..errors import InvalidStoreURL, StoreCorrupted, StoreError
+from ..store import (
+    DEFAULT_LOCK_TIMEOUT,
+    BaseStore,
+    Keep,
+    Record,
+    RecordChange,
+    atomic_write,
+    ensure_private_dir,
+    interprocess_lock,
+    json_loads_strict,
+    read_private_file,
+    remove_stale_temp_files,
+)
+
+__all__ = ["LEGACY_ACCOUNT", "FileStore"]
+
+log = logging.getLogger(__name__)
+
+#: The account name a legacy single-token ``.webex_token.json`` is read as.
+LEGACY_ACCOUNT: Final = "default"
+FILE_FORMAT_VERSION: Final = 1
+
+
+class FileStore(BaseStore):
+    """All accounts in one JSON file (``file:///path/tokens.json``).
+
+    Args:
+        path: the token file; ``~`` is expanded, relative paths are taken from the
+            current directory. Its directory is created 0700 when missing.
+        lock_timeout: seconds a writer waits for another before :class:`LockTimeout`.
+
+    Raises:
+        StoreError: ``path`` is a symlink or a directory.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
+        self.path = Path(os.path.abspath(Path(path).expanduser()))
+        if self.path.is_symlink():
+            raise StoreError(
+                f"refusing to use the token file {self.path}: it is a symlink; "
+                "point the store at the real file instead"
+            )
+        if self.path.is_dir():
+            raise StoreError(
+                f"{self.path} is a directory; give the path of a file "
+                f"such as {self.path}/tokens.json"
+            )
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.lock_timeout = lock_timeout
+        self.url = f"file://{self.path}"
+        self._warned_permissions = False
+
+    @classmethod
+    def from_url(cls, url: str) -> FileStore:
+        """Open ``file:///abs/path``, ``file:relative/path`` or ``file://~/path``.
+
+        The query may set ``lock_timeout`` (seconds).
+        """
+        if not url.startswith("file:"):
+            raise InvalidStoreURL(f"not a file store URL: {url!r}")
+        rest, _, query = url[len("file:") :].partition("?")
+        if rest.startswith("//"):
+            host, slash, path = rest[2:].partition("/")
+            if host == "~":
+                rest = "~/" + path
+            elif host in ("", "localhost"):
+                rest = slash + path
+            else:
+                raise InvalidStoreURL(
+                    f"file store URL {url!r} names the host {host!r}; write "
+                    "file:///absolute/path.json, file:relative/path.json or file://~/path.json"
+                )
+        path = unquote(rest)
+        if not path or path.endswith("/"):
+            raise InvalidStoreURL(
+                f"file store URL {url!r} has no file name; write e.g. file:///var/lib/app/tokens.json"
+            )
+        options = _parse_options(url, query)
+        return cls(path, **options)
+
+    # -- the document -------------------------------------------------------------
+
+    def _load(self) -> dict[str, Any]:
+        raw = read_private_file(self.path)
+        if raw is None:
+            return {}
+        self._check_permissions()
+        try:
+            document = json_loads_strict(raw)
+        except (ValueError, RecursionError):
+            raise self._corrupted("it is not valid JSON (truncated or edited by hand?)") from None
+        if not isinstance(document, dict):
+            raise self._corrupted("it does not hold a JSON object")
+        if "tokens" not in document and "access_token" in document:
+            return {LEGACY_ACCOUNT: document}
+        version = document.get("version")
+        tokens = document.get("tokens")
+        if version != FILE_FORMAT_VERSION or not isinstance(tokens, dict):
+            if isinstance(version, int) and version > FILE_FORMAT_VERSION:
+                raise self._corrupted(
+                    f"it was written by a newer webex-tokens (format {version}); "
+                    "upgrade with: pip install -U webex-tokens"
+                )
+            raise self._corrupted("it is not a webex-tokens file (no version 1 'tokens' map)")
+        return tokens
+
+    def _save(self, tokens: dict[str, Any]) -> None:
+        document = {"version": FILE_FORMAT_VERSION, "tokens": tokens}
+        data = json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False)
+        ensure_private_dir(self.path.parent)
+        remove_stale_temp_files(self.path)
+        atomic_write(self.path, data.encode("utf-8"))
+
+    def _corrupted(self, reason: str) -> StoreCorrupted:
+        return StoreCorrupted(
+            f"the token file {self.path} is unreadable: {reason}; it was left untouched: "
+            "restore it from a backup or move it away and log in again"
+        )
+
+    def _check_permissions(self) -> None:
+        if self._warned_permissions or os.name != "posix":
+            return
+        try:
+            mode = stat.S_IMODE(os.stat(self.path).st_mode)
+        except OSError:
+            return
+        if mode & 0o077:
+            self._warned_permissions = True
+            log.warning(
+                "token file %s is readable by other users (mode %o); it will be 0600 "
+                "after the next write, or run: chmod 600 %s",
+                self.path,
+                mode,
+                self.path,
+            )
+
+    def _lock(self) -> Any:
+        ensure_private_dir(self.path.parent)
+        return interprocess_lock(self.lock_path, self.lock_timeout)
+
+    # -- records -----------------------------------------------------------------
+
+    def _text(self, name: str, value: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        if isinstance(value, str):
+            return value
+        raise StoreCorrupted(
+            f"the token {name!r} in {self.path} is neither an object nor a string; it was "
+            "left untouched: fix or delete that entry"
+        )
+
+    @staticmethod
+    def _value(record: Record) -> Any:
+        return json.loads(record.data) if record.data.startswith("{") else record.data
+
+    def _read(self, name: str) -> str | None:
+        return self._text(name, self._load().get(name))
+
+    def _write(self, name: str, record: Record) -> None:
+        value = self._value(record)
+        with self._lock():
+            tokens = self._load()
+            tokens[name] = value
+            self._save(tokens)
+
+    def _remove(self, name: str) -> bool:
+        with self._lock():
+            tokens = self._load()
+            if name not in tokens:
+                return False
+            del tokens[name]
+            self._save(tokens)
+            return True
+
+    def _iter_names(self) -> Iterable[str]:
+        return list(self._load())
+
+    def _iter_records(self) -> Iterator[tuple[str, str]]:
+        tokens = self._load()
+        for name in sorted(tokens):
+            text = self._text(name, tokens[name])
+            if text is not None:
+                yield name, text
+
+    def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
+        with self._lock():
+            tokens = self._load()
+            result = change(self._text(name, tokens.get(name)))
+            if isinstance(result, Keep):
+                return
+            if result is None:
+                if name not in tokens:
+                    return
+                del tokens[name]
+            else:
+                tokens[name] = self._value(result)
+            self._save(tokens)
+
+
+def _parse_options(url: str, query: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for key, values in parse_qs(query, keep_blank_values=True).items():
+        if key == "lock_timeout":
+            try:
+                options["lock_timeout"] = float(values[-1])
+            except ValueError:
+                raise InvalidStoreURL(
+                    f"lock_timeout in {url!r} must be a number of seconds"
+                ) from None
+            if options["lock_timeout"] <= 0:
+                raise InvalidStoreURL(f"lock_timeout in {url!r} must be positive")
+        else:
+            raise InvalidStoreURL(
+                f"unknown option {key!r} in file store URL {url!r}; the only option is lock_timeout"
+            )
+    return options

@@ -1,0 +1,72 @@
+"""``memory://``: tokens in a dict inside this process, for tests and short-lived use."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from typing import ClassVar
+from urllib.parse import urlsplit
+
+from ..errors import InvalidStoreURL
+from ..store import BaseStore, Keep, Record, RecordChange
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore(BaseStore):
+    """Tokens in a process-local dict; ``update`` is exclusive across threads.
+
+    ``memory://`` opens a new, empty store each time; ``memory://LABEL`` opens the one
+    store with that label in this process, so separate parts of a program (or a test)
+    can share it. Nothing survives the process.
+    """
+
+    _shared: ClassVar[dict[str, MemoryStore]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, label: str = "") -> None:
+        self.url = f"memory://{label}"
+        self._records: dict[str, Record] = {}
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryStore:
+        """Open ``memory://`` (a fresh store) or ``memory://LABEL`` (shared in-process)."""
+        parts = urlsplit(url)
+        if parts.scheme != "memory" or parts.path not in ("", "/") or parts.query:
+            raise InvalidStoreURL(
+                f"bad memory store URL {url!r}; write memory:// or memory://LABEL"
+            )
+        label = parts.netloc
+        if not label:
+            return cls()
+        with cls._shared_lock:
+            if label not in cls._shared:
+                cls._shared[label] = cls(label)
+            return cls._shared[label]
+
+    def _read(self, name: str) -> str | None:
+        record = self._records.get(name)
+        return record.data if record is not None else None
+
+    def _write(self, name: str, record: Record) -> None:
+        with self._lock:
+            self._records[name] = record
+
+    def _remove(self, name: str) -> bool:
+        with self._lock:
+            return self._records.pop(name, None) is not None
+
+    def _iter_names(self) -> Iterable[str]:
+        with self._lock:
+            return list(self._records)
+
+    def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
+        with self._lock:
+            result = change(self._read(name))
+            if isinstance(result, Keep):
+                return
+            if result is None:
+                self._records.pop(name, None)
+            else:
+                self._records[name] = result

@@ -1,0 +1,147 @@
+"""Every exception webex-tokens raises.
+
+::
+
+    WebexTokensError
+    ├── ConfigError
+    ├── InvalidName              (also ValueError: a bad account name)
+    ├── InvalidToken             (also ValueError: data that is not a token)
+    ├── StoreError
+    │   ├── InvalidStoreURL      (also ValueError)
+    │   ├── BackendUnavailable   (driver or keyring daemon missing: says what to install)
+    │   ├── StoreUnavailable     (cannot reach the database / keyring locked)
+    │   ├── StoreCorrupted       (unreadable data; nothing overwritten)
+    │   ├── DecryptionError      (wrong or missing key)
+    │   └── LockTimeout
+    └── OAuthError
+        ├── AuthorizationDenied      (error=access_denied at the callback)
+        ├── CallbackError            (state mismatch, missing code, port in use)
+        ├── RedirectURIMismatch      (explains the exact-match rule and both fixes)
+        ├── TokenEndpointError       (status, error code, description; retries exhausted)
+        └── ReauthorizationRequired  (refresh token expired or revoked)
+
+Every message says what happened and how to fix it, in one sentence where it can.
+No message ever contains an access token, a refresh token, a client secret or an
+authorization code: code that builds a message from outside data passes it through
+:func:`webex_tokens.token.fingerprint` or leaves it out.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthorizationDenied",
+    "BackendUnavailable",
+    "CallbackError",
+    "ConfigError",
+    "DecryptionError",
+    "InvalidName",
+    "InvalidStoreURL",
+    "InvalidToken",
+    "LockTimeout",
+    "OAuthError",
+    "ReauthorizationRequired",
+    "RedirectURIMismatch",
+    "StoreCorrupted",
+    "StoreError",
+    "StoreUnavailable",
+    "TokenEndpointError",
+    "WebexTokensError",
+]
+
+
+class WebexTokensError(Exception):
+    """Base class of every error raised by webex-tokens."""
+
+
+class ConfigError(WebexTokensError):
+    """The settings file, an environment variable or an argument is invalid."""
+
+
+class InvalidName(WebexTokensError, ValueError):
+    """An account name is empty, too long or holds control characters."""
+
+
+class InvalidToken(WebexTokensError, ValueError):
+    """Data offered as a token is not one (no access token, unknown type, bad field)."""
+
+
+class StoreError(WebexTokensError):
+    """A token store could not do what was asked."""
+
+
+class InvalidStoreURL(StoreError, ValueError):
+    """A store URL is malformed or names an unknown scheme."""
+
+
+class BackendUnavailable(StoreError):
+    """A backend cannot run here: a driver, package or daemon is missing.
+
+    The message names the exact command that installs or starts what is missing.
+    """
+
+
+class StoreUnavailable(StoreError):
+    """The store exists but cannot be reached right now (database down, keyring locked)."""
+
+
+class StoreCorrupted(StoreError):
+    """Stored data cannot be read; it has been left exactly as it was."""
+
+
+class DecryptionError(StoreError):
+    """An encrypted record cannot be decrypted: wrong key, missing key or damaged data."""
+
+
+class LockTimeout(StoreError):
+    """Another thread or process held the store's lock for longer than the timeout."""
+
+
+class OAuthError(WebexTokensError):
+    """The OAuth2 flow with Webex failed."""
+
+
+class AuthorizationDenied(OAuthError):
+    """The user (or an administrator's policy) declined the authorization request."""
+
+
+class CallbackError(OAuthError):
+    """The loopback callback could not complete: state mismatch, missing code, port in use."""
+
+
+class RedirectURIMismatch(OAuthError):
+    """The redirect URI sent does not exactly match one registered for the integration."""
+
+
+class TokenEndpointError(OAuthError):
+    """The token endpoint answered with an error, or kept failing after retries.
+
+    Attributes:
+        status: the HTTP status code, or None when no answer came.
+        error: the OAuth2 ``error`` code (``invalid_client``, ...), or None.
+        description: the ``error_description`` sent by the server, or None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        error: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.description = description
+
+
+class ReauthorizationRequired(OAuthError):
+    """The refresh token expired or was revoked: the account must log in again.
+
+    Attributes:
+        account: the name of the account that needs a new login, when known.
+    """
+
+    def __init__(self, message: str, *, account: str | None = None) -> None:
+        super().__init__(message)
+        self.account = account

@@ -1,0 +1,172 @@
+"""From a store URL to a backend: the scheme registry, entry-point plugins and ``open_store``.
+
+Built-in schemes map to a dotted path and the command that installs what they need, so a
+backend's module is imported only when its scheme is used. Third-party backends register
+under the entry-point group ``webex_tokens.backends`` (``scheme = "package.module:Class"``);
+they are looked up only for schemes the built-ins do not know, and cannot replace one.
+Every backend class has a ``from_url(url)`` class method.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from types import MappingProxyType
+from typing import Any, Final, cast
+
+from .errors import BackendUnavailable, InvalidStoreURL
+from .store import TokenStore, redact_url
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "BackendSpec",
+    "backend_class",
+    "install_hint",
+    "is_store_url",
+    "known_schemes",
+    "open_store",
+    "open_url",
+    "registry",
+]
+
+ENTRY_POINT_GROUP: Final = "webex_tokens.backends"
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """Where a backend class lives and what to install when it cannot be imported."""
+
+    target: str
+    install: str | None = None
+
+
+_SQL = "webex_tokens.backends.sql:SQLStore"
+_BUILTIN: Final[dict[str, BackendSpec]] = {
+    "memory": BackendSpec("webex_tokens.backends.memory:MemoryStore"),
+    "file": BackendSpec("webex_tokens.backends.file:FileStore"),
+    "fernet": BackendSpec("webex_tokens.backends.fernet:FernetStore", "pip install cryptography"),
+    "keyring": BackendSpec("webex_tokens.backends.keyring:KeyringStore", "pip install keyring"),
+    "sqlite": BackendSpec(_SQL, "pip install sqlalchemy"),
+    "postgresql": BackendSpec(_SQL, "pip install 'webex-tokens[postgres]'"),
+    "mysql": BackendSpec(_SQL, "pip install 'webex-tokens[mysql]'"),
+    "mariadb": BackendSpec(_SQL, "pip install 'webex-tokens[mysql]'"),
+}
+
+#: The built-in schemes, read-only. Plugins come from entry points.
+registry: Final[Mapping[str, BackendSpec]] = MappingProxyType(_BUILTIN)
+
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*):")
+_MISTAKES: Final = {
+    "postgres": "write postgresql+psycopg://USER@HOST/DB (SQLAlchemy does not accept postgres://)",
+    "sqlite3": "write sqlite:///path/to/tokens.db",
+    "http": "a store URL names where tokens are kept, not a web address",
+    "https": "a store URL names where tokens are kept, not a web address",
+}
+
+
+def _plugins() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def known_schemes() -> list[str]:
+    """Every scheme that can be opened here: built-ins and installed plugins, sorted."""
+    return sorted(set(_BUILTIN) | set(_plugins()))
+
+
+def is_store_url(target: str) -> bool:
+    """True if ``target`` looks like a URL (``scheme:...``) rather than a store name."""
+    return _SCHEME.match(target) is not None
+
+
+def scheme_of(url: str) -> str:
+    """The base scheme of ``url``: ``postgresql`` for ``postgresql+psycopg://...``.
+
+    Raises:
+        InvalidStoreURL: ``url`` has no scheme.
+    """
+    match = _SCHEME.match(url) if isinstance(url, str) else None
+    if match is None:
+        raise InvalidStoreURL(
+            f"{redact_url(url) if isinstance(url, str) else url!r} is not a store URL; "
+            "write e.g. sqlite:///tokens.db, file:///path/tokens.json or keyring://"
+        )
+    return match.group("scheme").split("+", 1)[0].lower()
+
+
+def install_hint(url_or_scheme: str) -> str | None:
+    """The command that installs what the backend of this URL or scheme needs, if known."""
+    scheme = scheme_of(url_or_scheme) if ":" in url_or_scheme else url_or_scheme
+    spec = _BUILTIN.get(scheme)
+    return spec.install if spec else None
+
+
+def backend_class(url: str) -> type[Any]:
+    """Import and return the backend class that serves ``url``.
+
+    Raises:
+        InvalidStoreURL: no backend knows the scheme; the message lists the known ones.
+        BackendUnavailable: the backend's module cannot be imported (says what to install).
+    """
+    scheme = scheme_of(url)
+    spec = _BUILTIN.get(scheme)
+    if spec is not None:
+        return _import(spec.target, spec.install, scheme)
+    plugin = _plugins().get(scheme)
+    if plugin is not None:
+        try:
+            return cast(type[Any], plugin.load())
+        except ImportError as exc:
+            raise BackendUnavailable(
+                f"the {scheme}:// backend from {plugin.value} cannot be imported ({exc}); "
+                "reinstall the package that provides it"
+            ) from None
+    hint = _MISTAKES.get(scheme)
+    raise InvalidStoreURL(
+        f"unknown store scheme {scheme!r} in {redact_url(url)!r}"
+        + (f": {hint}" if hint else "")
+        + f"; known schemes: {', '.join(known_schemes())}"
+    )
+
+
+def _import(target: str, install: str | None, scheme: str) -> type[Any]:
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        missing = exc.name or str(exc)
+        raise BackendUnavailable(
+            f"the {scheme} backend needs {missing!r}, which is not installed; run: "
+            f"{install or 'pip install webex-tokens'}"
+        ) from None
+    return cast(type[Any], getattr(module, attribute))
+
+
+def open_url(url: str) -> TokenStore:
+    """Open the store at ``url`` (see the URL table in the docs).
+
+    Raises:
+        InvalidStoreURL, BackendUnavailable, StoreUnavailable: see :func:`backend_class`
+            and the backend.
+    """
+    store = backend_class(url).from_url(url)
+    return cast(TokenStore, store)
+
+
+def open_store(target: str | None = None) -> TokenStore:
+    """Open a store from a URL, the name of a configured store, or the default store.
+
+    ``target`` None means ``WEBEX_TOKENS_STORE`` if set, else the settings'
+    ``default_store``, else the embedded default (SQLite in the user data directory).
+
+    Raises:
+        ConfigError: ``target`` is neither a URL nor a configured store.
+        InvalidStoreURL, BackendUnavailable, StoreUnavailable: the store cannot be opened.
+    """
+    if target is not None and is_store_url(target):
+        return open_url(target)
+    from .settings import load_settings
+
+    return open_url(load_settings().store_url(target))

@@ -1,0 +1,447 @@
+"""The :class:`TokenStore` protocol and the pieces every backend shares.
+
+A backend subclasses :class:`BaseStore` and implements a few small record-level methods
+(``_read``, ``_write``, ``_remove``, ``_iter_names``, ``_update_record``). The public
+methods validate their arguments, turn tokens into records and back, and never let a
+backend see a bad name. Records are JSON text; wrappers such as encryption work on
+records, so they wrap any backend.
+
+The shared mechanisms live here once: name validation (:func:`validate_name`), URL
+redaction (:func:`redact_url`), the cross-process lock (:func:`interprocess_lock`) and
+durable file writing (:func:`atomic_write`, :func:`ensure_private_dir`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import stat
+import tempfile
+import unicodedata
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Protocol, runtime_checkable
+from urllib.parse import urlsplit, urlunsplit
+
+import filelock
+
+from .errors import InvalidName, InvalidToken, LockTimeout, StoreCorrupted, StoreError
+from .token import Token
+
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
+    "KEEP",
+    "MAX_NAME_LENGTH",
+    "BaseStore",
+    "Keep",
+    "Record",
+    "RecordChange",
+    "TokenStore",
+    "TokenUpdate",
+    "atomic_write",
+    "ensure_private_dir",
+    "interprocess_lock",
+    "redact_url",
+    "validate_name",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_NAME_LENGTH: Final = 255
+#: Seconds ``update`` waits for another writer before raising :class:`LockTimeout`.
+DEFAULT_LOCK_TIMEOUT: Final = 60.0
+
+TokenUpdate = Callable[[Token | None], Token | None]
+
+
+@runtime_checkable
+class TokenStore(Protocol):
+    """Where tokens live: a mapping from account name to :class:`Token`.
+
+    ``update`` is the concurrency primitive: it reads, calls ``fn`` and writes as one
+    step, exclusive across threads and processes (and hosts, for SQL).
+    """
+
+    url: str
+
+    def get(self, name: str) -> Token | None: ...
+
+    def put(self, name: str, token: Token) -> None: ...
+
+    def delete(self, name: str) -> bool: ...
+
+    def names(self) -> list[str]: ...
+
+    def update(self, name: str, fn: TokenUpdate) -> Token | None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> TokenStore: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+# -- names and URLs ------------------------------------------------------------------
+
+
+def validate_name(name: object) -> str:
+    """Return ``name`` if it is a valid account name, else raise :class:`InvalidName`.
+
+    Valid: a non-empty string of at most 255 characters with no control characters.
+    """
+    if not isinstance(name, str):
+        raise InvalidName(f"account name must be text, not {type(name).__name__}")
+    if not name:
+        raise InvalidName("account name is empty; use a label such as alice@example.com")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidName(
+            f"account name is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}"
+        )
+    for char in name:
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            raise InvalidName(f"account name holds the control character {char!r}; remove it")
+    return name
+
+
+_PASSWORD_IN_NETLOC = re.compile(r"^(?P<user>[^:@/]*):[^@/]*@")
+_SECRET_QUERY = re.compile(r"(?i)(^|&)((?:password|passwd|pwd|key|secret|token)=)[^&]*")
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password (and secret-looking query value) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = _PASSWORD_IN_NETLOC.sub(r"\g<user>:***@", parts.netloc)
+    query = _SECRET_QUERY.sub(r"\1\2***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+# -- records ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Record:
+    """A token as a backend stores it: JSON text (or ciphertext) plus plain metadata."""
+
+    data: str
+    expires_at: datetime | None = None
+
+
+class Keep:
+    """Type of :data:`KEEP`: an update that leaves the record exactly as it is."""
+
+    _instance: Keep | None = None
+
+    def __new__(cls) -> Keep:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Final = Keep()
+
+#: What a record-level update returns: a new record, None (delete) or KEEP (no write).
+RecordChange = Record | None | Keep
+
+
+class BaseStore(ABC):
+    """Base class of the built-in backends: validation and token coding in one place.
+
+    Subclasses implement the record-level methods. ``_update_record`` must run the read,
+    the call of ``change`` and the write as one exclusive step.
+    """
+
+    url: str = ""
+
+    # -- the record interface backends implement --------------------------------
+
+    @abstractmethod
+    def _read(self, name: str) -> str | None:
+        """Return the stored record text for ``name``, or None."""
+
+    @abstractmethod
+    def _write(self, name: str, record: Record) -> None:
+        """Store ``record`` under ``name``, replacing any previous one."""
+
+    @abstractmethod
+    def _remove(self, name: str) -> bool:
+        """Delete ``name``; True if something was deleted."""
+
+    @abstractmethod
+    def _iter_names(self) -> Iterable[str]:
+        """Yield every stored name, in any order."""
+
+    @abstractmethod
+    def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
+        """Read ``name``, call ``change`` with it and apply the result, exclusively."""
+
+    def _iter_records(self) -> Iterator[tuple[str, str]]:
+        """Yield ``(name, record text)`` pairs; backends that can stream override this."""
+        for name in sorted(self._iter_names()):
+            data = self._read(name)
+            if data is not None:
+                yield name, data
+
+    def _close(self) -> None:  # noqa: B027 - optional hook: most backends hold nothing
+        """Release connections and handles; called once by :meth:`close`."""
+
+    # -- token coding -------------------------------------------------------------
+
+    def _encode(self, token: Token) -> Record:
+        data = json.dumps(token.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        return Record(data, token.expires_at)
+
+    def _decode(self, name: str, data: str | None) -> Token | None:
+        if data is None:
+            return None
+        try:
+            return Token.from_dict(json.loads(data))
+        except (ValueError, InvalidToken, TypeError, RecursionError) as exc:
+            reason = exc if isinstance(exc, InvalidToken) else "it is not valid JSON"
+            raise StoreCorrupted(
+                f"the token {name!r} in {self.url} is unreadable ({reason}); it was left "
+                "untouched: restore it from a backup or delete it and log in again"
+            ) from None
+
+    # -- the public API -----------------------------------------------------------
+
+    def get(self, name: str) -> Token | None:
+        """Return the token stored under ``name``, or None if there is none.
+
+        Raises:
+            InvalidName: ``name`` is not a valid account name.
+            StoreCorrupted: the stored data cannot be read (it is left untouched).
+        """
+        validate_name(name)
+        return self._decode(name, self._read(name))
+
+    def put(self, name: str, token: Token) -> None:
+        """Store ``token`` under ``name``, replacing any previous token atomically.
+
+        Raises:
+            InvalidName: ``name`` is not a valid account name.
+            TypeError: ``token`` is not a :class:`Token`.
+        """
+        validate_name(name)
+        if not isinstance(token, Token):
+            raise TypeError(f"put() takes a Token, not {type(token).__name__}")
+        self._write(name, self._encode(token))
+
+    def delete(self, name: str) -> bool:
+        """Delete the token stored under ``name``; True if there was one."""
+        validate_name(name)
+        return self._remove(name)
+
+    def names(self) -> list[str]:
+        """Return every account name in the store, sorted."""
+        return sorted(self._iter_names())
+
+    def items(self) -> Iterator[tuple[str, Token]]:
+        """Yield ``(name, token)`` for every account, streaming where the backend can."""
+        for name, data in self._iter_records():
+            token = self._decode(name, data)
+            if token is not None:
+                yield name, token
+
+    def update(self, name: str, fn: TokenUpdate) -> Token | None:
+        """Read the token, call ``fn`` with it and store what it returns, atomically.
+
+        ``fn`` returning None deletes the token; returning the very object it was given
+        writes nothing. The step is exclusive across threads and processes, so ``fn`` may
+        safely refresh the token over the network.
+
+        Returns:
+            what ``fn`` returned.
+
+        Raises:
+            LockTimeout: another writer held the lock for longer than the timeout.
+            StoreCorrupted: the stored data cannot be read (``fn`` is not called).
+        """
+        validate_name(name)
+        outcome: list[Token | None] = []
+
+        def change(data: str | None) -> RecordChange:
+            current = self._decode(name, data)
+            new = fn(current)
+            outcome.append(new)
+            if new is current:
+                return KEEP
+            if new is None:
+                return None
+            if not isinstance(new, Token):
+                raise TypeError(f"update() function returned {type(new).__name__}, not Token")
+            return self._encode(new)
+
+        self._update_record(name, change)
+        return outcome[-1] if outcome else None
+
+    def close(self) -> None:
+        """Release the store's resources; the store cannot be used afterwards."""
+        self._close()
+
+    def __enter__(self) -> BaseStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+
+# -- locking ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def interprocess_lock(path: Path, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path``, across threads and processes.
+
+    The lock file is created 0600 and kept (removing it would race with other lockers);
+    it never holds data. The operating system releases the lock when its holder dies.
+
+    Raises:
+        LockTimeout: the lock could not be taken within ``timeout`` seconds.
+    """
+    lock = filelock.FileLock(
+        str(path),
+        timeout=timeout,
+        mode=0o600,
+        thread_local=False,
+        preserve_lock_file=True,
+        poll_interval=0.005,
+    )
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise LockTimeout(
+            f"another process held the lock {path} for more than {timeout:g} seconds; "
+            "wait for it to finish, or raise the timeout with ?lock_timeout=SECONDS"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+# -- durable files ---------------------------------------------------------------------
+
+
+def ensure_private_dir(directory: Path) -> None:
+    """Create ``directory`` (and missing parents) with mode 0700, whatever the umask."""
+    missing: list[Path] = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, 0o700)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Flush a directory entry change (a rename) to disk, where the platform allows."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new content.
+
+    Writes a 0600 temp file in the same directory, fsyncs it, renames it over ``path``
+    with :func:`os.replace` and fsyncs the directory.
+    """
+    directory = path.parent
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as temp:
+            temp.write(data)
+            temp.flush()
+            os.fsync(temp.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
+    fsync_directory(directory)
+
+
+def remove_stale_temp_files(path: Path) -> None:
+    """Delete temp files a killed writer of ``path`` left behind (call under the lock)."""
+    for leftover in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+
+
+def glob_escape(text: str) -> str:
+    """Escape glob metacharacters in a literal file name."""
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def read_private_file(path: Path) -> bytes | None:
+    """Read ``path`` without following a symlink; None if it does not exist.
+
+    Raises:
+        StoreError: ``path`` is a symlink or not a regular file.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if path.is_symlink():
+            raise StoreError(
+                f"refusing to read {path}: it is a symlink; point the store at the real file"
+            ) from None
+        raise StoreError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StoreError(f"{path} is not a regular file; point the store at a file")
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def json_loads_strict(data: bytes | str) -> Any:
+    """Parse JSON, refusing NaN/Infinity, which the JSON standard does not allow."""
+
+    def reject(constant: str) -> Any:
+        raise ValueError(f"invalid JSON constant {constant}")
+
+    return json.loads(data, parse_constant=reject)

@@ -1,0 +1,332 @@
+"""The one token model: :class:`Token`, its versioned JSON form and the legacy forms it reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .errors import InvalidToken
+
+__all__ = ["FORMAT_VERSION", "Token", "fingerprint"]
+
+#: Version written in :meth:`Token.to_dict`; :meth:`Token.from_dict` refuses newer ones.
+FORMAT_VERSION = 1
+
+_TOKEN_TYPES = {"bearer": "Bearer"}
+
+
+def fingerprint(secret: str) -> str:
+    """Return a short, non-reversible label for a secret, safe to log (``sha256:1a2b3c4d``)."""
+    return "sha256:" + hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _parse_time(value: Any, field: str) -> datetime | None:
+    """Read a time stored as ISO 8601 text or epoch seconds; naive times are local time."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidToken(f"token field {field!r} must be a time, not a boolean")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value) or not 0 <= value < 253402300800:
+            raise InvalidToken(f"token field {field!r} is not a valid epoch time")
+        return datetime.fromtimestamp(value, timezone.utc)
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidToken(
+                f"token field {field!r} is not an ISO 8601 time; "
+                "write it like 2025-10-31T22:54:13+00:00"
+            ) from None
+    else:
+        raise InvalidToken(f"token field {field!r} must be a time, not {type(value).__name__}")
+    try:
+        return parsed.astimezone(timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        raise InvalidToken(f"token field {field!r} is out of range") from None
+
+
+def _seconds(value: Any, field: str) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise InvalidToken(f"token field {field!r} must be a number of seconds")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise InvalidToken(f"token field {field!r} must be a number of seconds") from None
+    if not math.isfinite(seconds) or not 0 <= seconds <= 10 * 365 * 86400:
+        raise InvalidToken(f"token field {field!r} is out of range ({seconds!r} seconds)")
+    return seconds
+
+
+def _text(value: Any, field: str, *, required: bool = False) -> str | None:
+    if value is None or (value == "" and not required):
+        if required:
+            raise InvalidToken(
+                f"token has no {field!r}; pass the token endpoint's whole JSON answer"
+            )
+        return None
+    if not isinstance(value, str):
+        raise InvalidToken(f"token field {field!r} must be text, not {type(value).__name__}")
+    if required and not value.strip():
+        raise InvalidToken(f"token field {field!r} is empty")
+    return value
+
+
+def _token_type(value: Any) -> str:
+    if value is None:
+        return "Bearer"
+    if not isinstance(value, str) or value.lower() not in _TOKEN_TYPES:
+        shown = value if isinstance(value, str) and len(value) < 40 else type(value).__name__
+        raise InvalidToken(f"unsupported token type {shown!r}: Webex issues Bearer tokens only")
+    return _TOKEN_TYPES[value.lower()]
+
+
+def _scopes(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, (list, tuple)) and all(isinstance(s, str) for s in value):
+        return tuple(s for scope in value for s in scope.split())
+    raise InvalidToken("token field 'scope' must be space-separated text or a list of text")
+
+
+@dataclasses.dataclass(frozen=True, eq=True, repr=False)
+class Token:
+    """An immutable Webex OAuth2 token, with when it expires and whose it is.
+
+    Build one from a token-endpoint answer with :meth:`from_response`, or from stored
+    data with :meth:`from_dict`. ``repr()`` and ``str()`` never show a secret: they show
+    a fingerprint of the access token instead.
+    """
+
+    access_token: str
+    refresh_token: str | None = None
+    token_type: str = "Bearer"  # noqa: S105 - a token type, not a secret
+    expires_at: datetime | None = None
+    refresh_token_expires_at: datetime | None = None
+    scopes: tuple[str, ...] = ()
+    client_id: str | None = None
+    account: str | None = None
+    saved_at: datetime = dataclasses.field(default_factory=_utcnow)
+
+    def __post_init__(self) -> None:
+        _text(self.access_token, "access_token", required=True)
+        _text(self.refresh_token, "refresh_token")
+        object.__setattr__(self, "token_type", _token_type(self.token_type))
+        for field in ("expires_at", "refresh_token_expires_at", "saved_at"):
+            value = getattr(self, field)
+            if value is not None:
+                if not isinstance(value, datetime):
+                    raise InvalidToken(f"token field {field!r} must be a datetime")
+                if value.tzinfo is None:
+                    raise InvalidToken(
+                        f"token field {field!r} must be timezone-aware (use timezone.utc)"
+                    )
+                object.__setattr__(self, field, value.astimezone(timezone.utc))
+        if self.saved_at is None:
+            raise InvalidToken("token field 'saved_at' is required")
+        object.__setattr__(self, "scopes", _scopes(self.scopes))
+        _text(self.client_id, "client_id")
+        _text(self.account, "account")
+
+    # -- construction ----------------------------------------------------------------
+
+    @classmethod
+    def from_response(
+        cls,
+        response: Mapping[str, Any],
+        now: datetime | None = None,
+        *,
+        client_id: str | None = None,
+        account: str | None = None,
+    ) -> Token:
+        """Build a token from the JSON answer of the Webex token endpoint.
+
+        ``expires_in`` and ``refresh_token_expires_in`` are turned into absolute times
+        from ``now`` (default: the current UTC time).
+
+        Raises:
+            InvalidToken: no ``access_token``, an unknown ``token_type`` or a bad field.
+        """
+        if not isinstance(response, Mapping):
+            raise InvalidToken("a token endpoint answer must be a JSON object")
+        now = (now or _utcnow()).astimezone(timezone.utc)
+        expires_in = _seconds(response.get("expires_in"), "expires_in")
+        refresh_in = _seconds(response.get("refresh_token_expires_in"), "refresh_token_expires_in")
+        expires_at = _parse_time(response.get("expires_at"), "expires_at")
+        if expires_in is not None:
+            expires_at = now + timedelta(seconds=expires_in)
+        return cls(
+            access_token=_text(response.get("access_token"), "access_token", required=True) or "",
+            refresh_token=_text(response.get("refresh_token"), "refresh_token"),
+            token_type=_token_type(response.get("token_type")),
+            expires_at=expires_at,
+            refresh_token_expires_at=(
+                now + timedelta(seconds=refresh_in) if refresh_in is not None else None
+            ),
+            scopes=_scopes(response.get("scope")),
+            client_id=client_id,
+            account=account,
+            saved_at=now,
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Token:
+        """Read a token from its stored JSON form.
+
+        Accepts the versioned form written by :meth:`to_dict`, the legacy
+        ``.webex_token.json`` form (``access_token``, ``refresh_token``, ``saved_at``)
+        and Authlib ``OAuth2Token`` dicts (``expires_at`` in epoch seconds, ``scope``).
+
+        Raises:
+            InvalidToken: the data is not a token, or was written by a newer version.
+        """
+        if not isinstance(data, Mapping):
+            raise InvalidToken(f"a stored token must be a JSON object, not {type(data).__name__}")
+        version = data.get("version")
+        if version is None:
+            return cls._from_foreign_dict(data)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise InvalidToken("token field 'version' must be an integer")
+        if version > FORMAT_VERSION:
+            raise InvalidToken(
+                f"token was written by a newer webex-tokens (format {version}); "
+                "upgrade with: pip install -U webex-tokens"
+            )
+        if version < 1:
+            raise InvalidToken(f"unknown token format version {version}")
+        saved_at = _parse_time(data.get("saved_at"), "saved_at")
+        return cls(
+            access_token=_text(data.get("access_token"), "access_token", required=True) or "",
+            refresh_token=_text(data.get("refresh_token"), "refresh_token"),
+            token_type=_token_type(data.get("token_type")),
+            expires_at=_parse_time(data.get("expires_at"), "expires_at"),
+            refresh_token_expires_at=_parse_time(
+                data.get("refresh_token_expires_at"), "refresh_token_expires_at"
+            ),
+            scopes=_scopes(data.get("scopes")),
+            client_id=_text(data.get("client_id"), "client_id"),
+            account=_text(data.get("account"), "account"),
+            saved_at=saved_at or _utcnow(),
+        )
+
+    @classmethod
+    def _from_foreign_dict(cls, data: Mapping[str, Any]) -> Token:
+        """Read the legacy ``.webex_token.json`` form or an Authlib token dict."""
+        saved_at = _parse_time(data.get("saved_at"), "saved_at")
+        if saved_at is None:
+            issued = data.get("issued_at")
+            saved_at = _parse_time(issued, "issued_at") if issued is not None else None
+        expires_at = _parse_time(data.get("expires_at"), "expires_at")
+        expires_in = _seconds(data.get("expires_in"), "expires_in")
+        if expires_at is None and expires_in is not None and saved_at is not None:
+            expires_at = saved_at + timedelta(seconds=expires_in)
+        refresh_at = _parse_time(data.get("refresh_token_expires_at"), "refresh_token_expires_at")
+        refresh_in = _seconds(data.get("refresh_token_expires_in"), "refresh_token_expires_in")
+        if refresh_at is None and refresh_in is not None and saved_at is not None:
+            refresh_at = saved_at + timedelta(seconds=refresh_in)
+        return cls(
+            access_token=_text(data.get("access_token"), "access_token", required=True) or "",
+            refresh_token=_text(data.get("refresh_token"), "refresh_token"),
+            token_type=_token_type(data.get("token_type")),
+            expires_at=expires_at,
+            refresh_token_expires_at=refresh_at,
+            scopes=_scopes(data.get("scope", data.get("scopes"))),
+            client_id=_text(data.get("client_id"), "client_id"),
+            account=_text(data.get("account"), "account"),
+            saved_at=saved_at or _utcnow(),
+        )
+
+    # -- serialisation ---------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the stable, versioned JSON form (``"version": 1``)."""
+        return {
+            "version": FORMAT_VERSION,
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": self.token_type,
+            "expires_at": _iso(self.expires_at),
+            "refresh_token_expires_at": _iso(self.refresh_token_expires_at),
+            "scopes": list(self.scopes),
+            "client_id": self.client_id,
+            "account": self.account,
+            "saved_at": _iso(self.saved_at),
+        }
+
+    def to_authlib(self) -> dict[str, Any]:
+        """Return the dict form Authlib's ``OAuth2Session(token=...)`` expects."""
+        data: dict[str, Any] = {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+        }
+        if self.refresh_token is not None:
+            data["refresh_token"] = self.refresh_token
+        if self.expires_at is not None:
+            data["expires_at"] = int(self.expires_at.timestamp())
+        if self.scopes:
+            data["scope"] = " ".join(self.scopes)
+        return data
+
+    # -- questions -------------------------------------------------------------------
+
+    @property
+    def issued_at(self) -> datetime:
+        """When the token was received or saved (the same as :attr:`saved_at`)."""
+        return self.saved_at
+
+    @property
+    def fingerprint(self) -> str:
+        """A short label of the access token, safe to show (``sha256:1a2b3c4d``)."""
+        return fingerprint(self.access_token)
+
+    def expires_in(self, now: datetime | None = None) -> float | None:
+        """Seconds until the access token expires (negative once past), or None if unknown."""
+        if self.expires_at is None:
+            return None
+        return (self.expires_at - (now or _utcnow())).total_seconds()
+
+    def refresh_expires_in(self, now: datetime | None = None) -> float | None:
+        """Seconds until the refresh token expires, or None if unknown or absent."""
+        if self.refresh_token_expires_at is None:
+            return None
+        return (self.refresh_token_expires_at - (now or _utcnow())).total_seconds()
+
+    def is_expired(self, leeway: float = 0, now: datetime | None = None) -> bool:
+        """True when the access token expires within ``leeway`` seconds (or already has).
+
+        A token whose expiry is unknown is taken as valid.
+        """
+        left = self.expires_in(now)
+        return left is not None and left <= leeway
+
+    def replace(self, **changes: Any) -> Token:
+        """Return a copy with some fields changed (the token itself is immutable)."""
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        parts = [f"account={self.account!r}", f"fingerprint={self.fingerprint!r}"]
+        parts.append(f"expires_at={_iso(self.expires_at)!r}")
+        parts.append(f"refresh_token={'present' if self.refresh_token else 'absent'}")
+        if self.scopes:
+            parts.append(f"scopes={' '.join(self.scopes)!r}")
+        return f"Token({', '.join(parts)})"
+
+    __str__ = __repr__
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
