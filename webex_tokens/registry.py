@@ -15,10 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from types import MappingProxyType
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from .errors import BackendUnavailable, InvalidStoreURL
 from .store import TokenStore, redact_url
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -118,7 +121,7 @@ def backend_class(url: str) -> type[Any]:
     if plugin is not None:
         try:
             return cast(type[Any], plugin.load())
-        except ImportError as exc:
+        except (ImportError, AttributeError) as exc:
             raise BackendUnavailable(
                 f"the {scheme}:// backend from {plugin.value} cannot be imported ({exc}); "
                 "reinstall the package that provides it"
@@ -155,18 +158,33 @@ def open_url(url: str) -> TokenStore:
     return cast(TokenStore, store)
 
 
-def open_store(target: str | None = None) -> TokenStore:
+def open_store(target: str | None = None, *, settings: Settings | None = None) -> TokenStore:
     """Open a store from a URL, the name of a configured store, or the default store.
 
-    ``target`` None means ``WEBEX_TOKENS_STORE`` if set, else the settings'
-    ``default_store``, else the embedded default (SQLite in the user data directory).
+    ``target`` None means ``WEBEX_TOKENS_STORE`` if set, else the legacy
+    ``WEBEX_TOKEN_FILE``, else the settings' ``default_store``, else the embedded default
+    (SQLite in the user data directory).
+
+    Args:
+        target: a store URL, a configured store's name, or None.
+        settings: the settings to resolve names with; by default :func:`load_settings`.
 
     Raises:
-        ConfigError: ``target`` is neither a URL nor a configured store.
+        ConfigError: ``target`` is neither a URL nor a configured store, or the settings
+            are invalid.
         InvalidStoreURL, BackendUnavailable, StoreUnavailable: the store cannot be opened.
     """
     if target is not None and is_store_url(target):
         return open_url(target)
-    from .settings import load_settings
+    if settings is None:
+        from .settings import load_settings
 
-    return open_url(load_settings().store_url(target))
+        settings = load_settings()
+    url = settings.store_url(target)
+    try:
+        return open_url(url)
+    except InvalidStoreURL as exc:
+        origin = settings.origin(target)
+        if origin is None:
+            raise
+        raise InvalidStoreURL(f"{exc} (the url of {origin})") from None

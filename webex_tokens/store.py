@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Protocol, runtime_checkable
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Final, Protocol, TypeVar, runtime_checkable
+from urllib.parse import urlsplit
 
 import filelock
 
@@ -127,7 +127,12 @@ def redact_url(url: str) -> str:
         return "<unparsable URL>"
     netloc = _PASSWORD_IN_NETLOC.sub(r"\g<user>:***@", parts.netloc)
     query = _SECRET_QUERY.sub(r"\1\2***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # Edit the text in place: urlunsplit would turn sqlite:///x.db into sqlite:/x.db.
+    if netloc != parts.netloc:
+        url = url.replace("//" + parts.netloc, "//" + netloc, 1)
+    if query != parts.query:
+        url = url.replace("?" + parts.query, "?" + query, 1)
+    return url
 
 
 # -- records ---------------------------------------------------------------------------
@@ -159,6 +164,9 @@ KEEP: Final = Keep()
 
 #: What a record-level update returns: a new record, None (delete) or KEEP (no write).
 RecordChange = Record | None | Keep
+
+
+_StoreT = TypeVar("_StoreT", bound="BaseStore")
 
 
 class BaseStore(ABC):
@@ -296,7 +304,7 @@ class BaseStore(ABC):
         """Release the store's resources; the store cannot be used afterwards."""
         self._close()
 
-    def __enter__(self) -> BaseStore:
+    def __enter__(self: _StoreT) -> _StoreT:
         return self
 
     def __exit__(

@@ -11,10 +11,14 @@ from typing import Any
 
 from .errors import InvalidToken
 
-__all__ = ["FORMAT_VERSION", "Token", "fingerprint"]
+__all__ = ["FORMAT_VERSION", "UNKNOWN_TIME", "Token", "fingerprint"]
 
 #: Version written in :meth:`Token.to_dict`; :meth:`Token.from_dict` refuses newer ones.
 FORMAT_VERSION = 1
+
+#: The ``saved_at`` of stored data that does not say when it was saved (the epoch): it
+#: keeps reads of the same data equal, and counts as older than any dated token.
+UNKNOWN_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 _TOKEN_TYPES = {"bearer": "Bearer"}
 
@@ -35,9 +39,15 @@ def _parse_time(value: Any, field: str) -> datetime | None:
     if isinstance(value, bool):
         raise InvalidToken(f"token field {field!r} must be a time, not a boolean")
     if isinstance(value, (int, float)):
-        if not math.isfinite(value) or not 0 <= value < 253402300800:
+        # Compare before converting: a huge int does not fit in a float.
+        if (isinstance(value, float) and not math.isfinite(value)) or not (
+            0 <= value < 253402300800
+        ):
             raise InvalidToken(f"token field {field!r} is not a valid epoch time")
-        return datetime.fromtimestamp(value, timezone.utc)
+        try:
+            return datetime.fromtimestamp(value, timezone.utc)
+        except (OverflowError, ValueError, OSError):
+            raise InvalidToken(f"token field {field!r} is not a valid epoch time") from None
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
@@ -63,11 +73,30 @@ def _seconds(value: Any, field: str) -> float | None:
         raise InvalidToken(f"token field {field!r} must be a number of seconds")
     try:
         seconds = float(value)
+    except OverflowError:
+        raise InvalidToken(f"token field {field!r} is out of range") from None
     except (TypeError, ValueError):
         raise InvalidToken(f"token field {field!r} must be a number of seconds") from None
     if not math.isfinite(seconds) or not 0 <= seconds <= 10 * 365 * 86400:
         raise InvalidToken(f"token field {field!r} is out of range ({seconds!r} seconds)")
     return seconds
+
+
+def _after(start: datetime, seconds: float, field: str) -> datetime:
+    """``start`` plus ``seconds``, refusing a time past the year 9999."""
+    try:
+        return start + timedelta(seconds=seconds)
+    except OverflowError:
+        raise InvalidToken(f"token field {field!r} puts the expiry out of range") from None
+
+
+def _aware(now: datetime | None) -> datetime:
+    """``now`` in UTC (default: the current time); a naive time is refused, not guessed."""
+    if now is None:
+        return _utcnow()
+    if not isinstance(now, datetime) or now.tzinfo is None:
+        raise InvalidToken("now must be a timezone-aware datetime; use datetime.now(timezone.utc)")
+    return now.astimezone(timezone.utc)
 
 
 def _text(value: Any, field: str, *, required: bool = False) -> str | None:
@@ -93,14 +122,14 @@ def _token_type(value: Any) -> str:
     return _TOKEN_TYPES[value.lower()]
 
 
-def _scopes(value: Any) -> tuple[str, ...]:
+def _scopes(value: Any, field: str = "scope") -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
         return tuple(value.split())
     if isinstance(value, (list, tuple)) and all(isinstance(s, str) for s in value):
         return tuple(s for scope in value for s in scope.split())
-    raise InvalidToken("token field 'scope' must be space-separated text or a list of text")
+    raise InvalidToken(f"token field {field!r} must be space-separated text or a list of text")
 
 
 @dataclasses.dataclass(frozen=True, eq=True, repr=False)
@@ -138,7 +167,7 @@ class Token:
                 object.__setattr__(self, field, value.astimezone(timezone.utc))
         if self.saved_at is None:
             raise InvalidToken("token field 'saved_at' is required")
-        object.__setattr__(self, "scopes", _scopes(self.scopes))
+        object.__setattr__(self, "scopes", _scopes(self.scopes, "scopes"))
         _text(self.client_id, "client_id")
         _text(self.account, "account")
 
@@ -156,26 +185,29 @@ class Token:
         """Build a token from the JSON answer of the Webex token endpoint.
 
         ``expires_in`` and ``refresh_token_expires_in`` are turned into absolute times
-        from ``now`` (default: the current UTC time).
+        from ``now`` (default: the current UTC time; a naive ``now`` is refused).
 
         Raises:
-            InvalidToken: no ``access_token``, an unknown ``token_type`` or a bad field.
+            InvalidToken: no ``access_token``, an unknown ``token_type``, a bad field or
+                a naive ``now``.
         """
         if not isinstance(response, Mapping):
             raise InvalidToken("a token endpoint answer must be a JSON object")
-        now = (now or _utcnow()).astimezone(timezone.utc)
+        now = _aware(now)
         expires_in = _seconds(response.get("expires_in"), "expires_in")
         refresh_in = _seconds(response.get("refresh_token_expires_in"), "refresh_token_expires_in")
         expires_at = _parse_time(response.get("expires_at"), "expires_at")
         if expires_in is not None:
-            expires_at = now + timedelta(seconds=expires_in)
+            expires_at = _after(now, expires_in, "expires_in")
         return cls(
             access_token=_text(response.get("access_token"), "access_token", required=True) or "",
             refresh_token=_text(response.get("refresh_token"), "refresh_token"),
             token_type=_token_type(response.get("token_type")),
             expires_at=expires_at,
             refresh_token_expires_at=(
-                now + timedelta(seconds=refresh_in) if refresh_in is not None else None
+                _after(now, refresh_in, "refresh_token_expires_in")
+                if refresh_in is not None
+                else None
             ),
             scopes=_scopes(response.get("scope")),
             client_id=client_id,
@@ -217,10 +249,10 @@ class Token:
             refresh_token_expires_at=_parse_time(
                 data.get("refresh_token_expires_at"), "refresh_token_expires_at"
             ),
-            scopes=_scopes(data.get("scopes")),
+            scopes=_scopes(data.get("scopes"), "scopes"),
             client_id=_text(data.get("client_id"), "client_id"),
             account=_text(data.get("account"), "account"),
-            saved_at=saved_at or _utcnow(),
+            saved_at=saved_at or UNKNOWN_TIME,
         )
 
     @classmethod
@@ -233,11 +265,11 @@ class Token:
         expires_at = _parse_time(data.get("expires_at"), "expires_at")
         expires_in = _seconds(data.get("expires_in"), "expires_in")
         if expires_at is None and expires_in is not None and saved_at is not None:
-            expires_at = saved_at + timedelta(seconds=expires_in)
+            expires_at = _after(saved_at, expires_in, "expires_in")
         refresh_at = _parse_time(data.get("refresh_token_expires_at"), "refresh_token_expires_at")
         refresh_in = _seconds(data.get("refresh_token_expires_in"), "refresh_token_expires_in")
         if refresh_at is None and refresh_in is not None and saved_at is not None:
-            refresh_at = saved_at + timedelta(seconds=refresh_in)
+            refresh_at = _after(saved_at, refresh_in, "refresh_token_expires_in")
         return cls(
             access_token=_text(data.get("access_token"), "access_token", required=True) or "",
             refresh_token=_text(data.get("refresh_token"), "refresh_token"),
@@ -247,7 +279,7 @@ class Token:
             scopes=_scopes(data.get("scope", data.get("scopes"))),
             client_id=_text(data.get("client_id"), "client_id"),
             account=_text(data.get("account"), "account"),
-            saved_at=saved_at or _utcnow(),
+            saved_at=saved_at or UNKNOWN_TIME,
         )
 
     # -- serialisation ---------------------------------------------------------------
@@ -294,21 +326,34 @@ class Token:
         return fingerprint(self.access_token)
 
     def expires_in(self, now: datetime | None = None) -> float | None:
-        """Seconds until the access token expires (negative once past), or None if unknown."""
+        """Seconds until the access token expires (negative once past), or None if unknown.
+
+        Raises:
+            InvalidToken: ``now`` is a naive datetime.
+        """
+        now = _aware(now)
         if self.expires_at is None:
             return None
-        return (self.expires_at - (now or _utcnow())).total_seconds()
+        return (self.expires_at - now).total_seconds()
 
     def refresh_expires_in(self, now: datetime | None = None) -> float | None:
-        """Seconds until the refresh token expires, or None if unknown or absent."""
+        """Seconds until the refresh token expires, or None if unknown or absent.
+
+        Raises:
+            InvalidToken: ``now`` is a naive datetime.
+        """
+        now = _aware(now)
         if self.refresh_token_expires_at is None:
             return None
-        return (self.refresh_token_expires_at - (now or _utcnow())).total_seconds()
+        return (self.refresh_token_expires_at - now).total_seconds()
 
     def is_expired(self, leeway: float = 0, now: datetime | None = None) -> bool:
         """True when the access token expires within ``leeway`` seconds (or already has).
 
         A token whose expiry is unknown is taken as valid.
+
+        Raises:
+            InvalidToken: ``now`` is a naive datetime.
         """
         left = self.expires_in(now)
         return left is not None and left <= leeway

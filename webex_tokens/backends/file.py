@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -238,10 +239,12 @@ def _parse_options(url: str, query: str) -> dict[str, Any]:
                 options["lock_timeout"] = float(values[-1])
             except ValueError:
                 raise InvalidStoreURL(
-                    f"lock_timeout in {url!r} must be a number of seconds"
+                    f"lock_timeout in {url!r} must be a number of seconds, e.g. ?lock_timeout=30"
                 ) from None
-            if options["lock_timeout"] <= 0:
-                raise InvalidStoreURL(f"lock_timeout in {url!r} must be positive")
+            if not 0 < options["lock_timeout"] < math.inf:
+                raise InvalidStoreURL(
+                    f"lock_timeout in {url!r} must be positive and finite, e.g. ?lock_timeout=30"
+                )
         else:
             raise InvalidStoreURL(
                 f"unknown option {key!r} in file store URL {url!r}; the only option is lock_timeout"

@@ -16,7 +16,15 @@ from ..registry import open_url
 from ..token import Token
 from .conformance import make_token
 
-__all__ = ["count_of", "increment_worker", "put_worker", "run_workers"]
+__all__ = [
+    "count_of",
+    "count_worker",
+    "hold_lock_worker",
+    "increment_worker",
+    "put_worker",
+    "run_workers",
+    "watch_worker",
+]
 
 
 def count_of(token: Token | None) -> int:
@@ -40,6 +48,56 @@ def put_worker(url: str, prefix: str, times: int, start: Any = None) -> None:
     with open_url(url) as store:
         for i in range(times):
             store.put(f"{prefix}-{i}", make_token(f"{prefix}-{i}"))
+
+
+def count_worker(url: str, name: str, times: int, start: Any = None) -> None:
+    """Put the counter tokens 1, 2, ... ``times`` under ``name``, one write each."""
+    if start is not None:
+        start.wait()
+    with open_url(url) as store:
+        for i in range(1, times + 1):
+            store.put(name, make_token(f"count-{i}"))
+
+
+def watch_worker(url: str, name: str, ready: Any, stop: Any, results: Any) -> None:
+    """Read the counter token ``name`` until ``stop`` is set, then report what was seen.
+
+    Sets ``ready`` after the first read. Puts one dict on ``results``: ``reads`` (how many),
+    ``last`` (the last counter) and ``errors`` (each failed read, or a counter that went
+    backwards, as text; at most 20).
+    """
+    reads, last, errors = 0, 0, []
+    with open_url(url) as store:
+        while True:
+            stopping = stop.is_set()
+            try:
+                count = count_of(store.get(name))
+                store.names()
+            except Exception as exc:  # every failure is a finding to report
+                errors.append(f"read {reads}: {type(exc).__name__}: {exc}")
+            else:
+                if count < last:
+                    errors.append(f"read {reads}: counter went back from {last} to {count}")
+                last = count
+            reads += 1
+            if reads == 1:
+                ready.set()
+            if stopping or len(errors) >= 20:
+                break
+    results.put({"reads": reads, "last": last, "errors": errors})
+
+
+def hold_lock_worker(url: str, name: str, inside: Any, release: Any, seconds: float) -> None:
+    """Run ``update(name, ...)`` whose function sets ``inside`` and then holds the store's
+    lock until ``release`` is set or ``seconds`` pass; the token is left unchanged."""
+    with open_url(url) as store:
+
+        def hold(token: Token | None) -> Token | None:
+            inside.set()
+            release.wait(seconds)
+            return token
+
+        store.update(name, hold)
 
 
 def _run(queue: Any, target: Callable[..., None], args: tuple[Any, ...]) -> None:
