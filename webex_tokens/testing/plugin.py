@@ -3,15 +3,20 @@
 Fixtures:
     require_services: True when a missing service must fail a test instead of skipping
         it (``CI=true`` or ``WEBEX_TOKENS_REQUIRE_SERVICES=1``).
+    fake_webex: a started :class:`~webex_tokens.testing.fake_webex.FakeWebex` on loopback,
+        stopped after the test.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
-__all__ = ["require_services", "service_missing", "services_required"]
+from .fake_webex import FakeWebex
+
+__all__ = ["fake_webex", "require_services", "service_missing", "services_required"]
 
 
 def services_required() -> bool:
@@ -32,3 +37,10 @@ def service_missing(reason: str) -> None:
 def require_services() -> bool:
     """Whether a missing service fails tests (CI) rather than skipping them."""
     return services_required()
+
+
+@pytest.fixture
+def fake_webex() -> Iterator[FakeWebex]:
+    """A started Webex emulator on 127.0.0.1 (defaults of :class:`FakeWebex`), stopped after."""
+    with FakeWebex() as fake:
+        yield fake
