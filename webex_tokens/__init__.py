@@ -1,6 +1,14 @@
-"""webex-tokens: get, keep and refresh Webex OAuth2 tokens in the store of your choice."""
+"""webex-tokens: get, keep and refresh Webex OAuth2 tokens in the store of your choice.
+
+The names below are the public API. Modules that pull in heavier dependencies (the
+OAuth client, SQLAlchemy, the keyring) are imported on first use of one of their names,
+so ``import webex_tokens`` and the ``webex-tokens token`` command start quickly.
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AuthorizationDenied,
@@ -25,29 +33,105 @@ from .registry import open_store
 from .store import BaseStore, TokenStore
 from .token import Token
 
+if TYPE_CHECKING:
+    from .aio import AsyncWebexClient
+    from .auth import WebexAuth, WebexRequestsAuth
+    from .backends.fernet import FernetStore, generate_key, rotate_keys
+    from .backends.file import FileStore
+    from .backends.keyring import KeyringStore
+    from .backends.memory import MemoryStore
+    from .backends.sql import SQLStore
+    from .callback import CallbackResult, CallbackServer, parse_callback_url
+    from .client import DirectTokenWarning, WebexClient
+    from .migrate import MigrationReport, migrate
+    from .oauth import AuthorizationRequest, WebexOAuth
+    from .refresh import ensure_fresh
+    from .settings import Settings, load_settings
+
 __version__ = "0.1.0.dev0"
 
+_LAZY = {
+    "AsyncWebexClient": ".aio",
+    "WebexAuth": ".auth",
+    "WebexRequestsAuth": ".auth",
+    "AuthorizationRequest": ".oauth",
+    "CallbackResult": ".callback",
+    "CallbackServer": ".callback",
+    "DirectTokenWarning": ".client",
+    "FernetStore": ".backends.fernet",
+    "FileStore": ".backends.file",
+    "KeyringStore": ".backends.keyring",
+    "MemoryStore": ".backends.memory",
+    "MigrationReport": ".migrate",
+    "SQLStore": ".backends.sql",
+    "Settings": ".settings",
+    "WebexClient": ".client",
+    "WebexOAuth": ".oauth",
+    "ensure_fresh": ".refresh",
+    "generate_key": ".backends.fernet",
+    "load_settings": ".settings",
+    "migrate": ".migrate",
+    "parse_callback_url": ".callback",
+    "rotate_keys": ".backends.fernet",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'webex_tokens' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
+    "AsyncWebexClient",
     "AuthorizationDenied",
+    "AuthorizationRequest",
     "BackendUnavailable",
     "BaseStore",
     "CallbackError",
+    "CallbackResult",
+    "CallbackServer",
     "ConfigError",
     "DecryptionError",
+    "DirectTokenWarning",
+    "FernetStore",
+    "FileStore",
     "InvalidName",
     "InvalidStoreURL",
     "InvalidToken",
+    "KeyringStore",
     "LockTimeout",
+    "MemoryStore",
+    "MigrationReport",
     "OAuthError",
     "ReauthorizationRequired",
     "RedirectURIMismatch",
+    "SQLStore",
+    "Settings",
     "StoreCorrupted",
     "StoreError",
     "StoreUnavailable",
     "Token",
     "TokenEndpointError",
     "TokenStore",
+    "WebexAuth",
+    "WebexClient",
+    "WebexOAuth",
+    "WebexRequestsAuth",
     "WebexTokensError",
     "__version__",
+    "ensure_fresh",
+    "generate_key",
+    "load_settings",
+    "migrate",
     "open_store",
+    "parse_callback_url",
+    "rotate_keys",
 ]
