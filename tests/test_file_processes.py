@@ -177,7 +177,10 @@ def test_separate_interpreter_killed_mid_write_leaves_old_or_new_token(tmp_path:
         assert writer.stdout.readline() == "ready\n"
         time.sleep(rng.uniform(0, 0.05))
         writer.kill()
-        output, _ = writer.communicate(timeout=10)
+        # Read the rest through the same buffered stream as "ready": acks that arrived
+        # with it sit in that buffer, and communicate() would read past them.
+        output = writer.stdout.read()
+        writer.wait(timeout=10)
         assert writer.returncode == -signal.SIGKILL
         acks = [int(line) for line in output.split()]
         count = _check_after_kill(path, count, acks, trial)
