@@ -29,6 +29,12 @@ from webex_tokens.testing.fake_webex import FakeWebex
 NOW = datetime.now(timezone.utc)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Expiry times are relative to each test's start, however late in a long run it is."""
+    monkeypatch.setattr(sys.modules[__name__], "NOW", datetime.now(timezone.utc))
+
+
 def make(
     access: str,
     *,

@@ -202,7 +202,7 @@ def test_installed_wheel_runs_alone(fresh_venv: Path, tmp_path: Path) -> None:
         "python",
         "-c",
         "import webex_tokens.backends.fernet, webex_tokens.backends.keyring, "
-        "webex_tokens.backends.sql, webex_tokens.client, webex_tokens.migrate, "
+        "webex_tokens.backends.sql, webex_tokens.client, webex_tokens.migration, "
         "webex_tokens.callback, webex_tokens.testing.fake_webex",
     )
     assert modules.returncode == 0, modules.stderr

@@ -385,3 +385,17 @@ def test_missing_file_reads_as_empty_and_is_not_created_by_reads(tmp_path: Path)
     store = FileStore(path)
     assert store.get("alice") is None and store.names() == [] and store.delete("x") is False
     assert not path.exists()
+
+
+def test_a_read_never_returns_what_another_writer_replaced(tmp_path: Path) -> None:
+    # Same-length tokens written within one clock tick can leave size and times equal;
+    # the cached parse must still never outlive the bytes it came from.
+    path = tmp_path / "tokens.json"
+    reader, writer = FileStore(path), FileStore(path)
+    for i in range(50):
+        writer.put("alice", make_token(f"access-{i:03d}"))
+        token = reader.get("alice")
+        assert token is not None and token.access_token == f"access-{i:03d}"
+        path.write_bytes(path.read_bytes().replace(b"access-", b"ACCESS-"))  # edited in place
+        token = reader.get("alice")
+        assert token is not None and token.access_token == f"ACCESS-{i:03d}"

@@ -335,6 +335,31 @@ def test_dropped_connection_is_replaced_without_an_error(
         drop_table(postgres_server, unique_table)
 
 
+@pytest.mark.parametrize("writes", [False, True], ids=["read", "write"])
+def test_an_idle_dropped_connection_is_pinged_and_replaced(
+    postgres_server: str, unique_table: str, monkeypatch: pytest.MonkeyPatch, writes: bool
+) -> None:
+    from webex_tokens.backends import sql
+
+    monkeypatch.setattr(sql, "_PING_AFTER_IDLE", 0.0)  # every pooled connection counts as idle
+    try:
+        with opened(f"{postgres_server}?table={unique_table}") as store:
+            store.put("alice", make_token("kept"))
+            with store.engine.connect() as connection:
+                pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            admin = sa.create_engine(postgres_server)
+            with admin.begin() as connection:
+                connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            admin.dispose()
+            if writes:  # a write is not repeated on error: only the ping can save it
+                store.put("alice", make_token("new"))
+            token = store.get("alice")
+            assert token is not None
+            assert token.access_token == ("new" if writes else "kept")
+    finally:
+        drop_table(postgres_server, unique_table)
+
+
 @pytest.fixture
 def silent_server() -> Iterator[int]:
     """A port on 127.0.0.1 that accepts TCP connections and never says a word."""

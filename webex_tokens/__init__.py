@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from .backends.sql import SQLStore
     from .callback import CallbackResult, CallbackServer, parse_callback_url
     from .client import DirectTokenWarning, WebexClient
-    from .migrate import MigrationReport, migrate
+    from .migration import MigrationReport, migrate
     from .oauth import AuthorizationRequest, WebexOAuth
     from .refresh import ensure_fresh
     from .settings import Settings, load_settings
@@ -62,7 +62,7 @@ _LAZY = {
     "FileStore": ".backends.file",
     "KeyringStore": ".backends.keyring",
     "MemoryStore": ".backends.memory",
-    "MigrationReport": ".migrate",
+    "MigrationReport": ".migration",
     "SQLStore": ".backends.sql",
     "Settings": ".settings",
     "WebexClient": ".client",
@@ -70,7 +70,7 @@ _LAZY = {
     "ensure_fresh": ".refresh",
     "generate_key": ".backends.fernet",
     "load_settings": ".settings",
-    "migrate": ".migrate",
+    "migrate": ".migration",
     "parse_callback_url": ".callback",
     "rotate_keys": ".backends.fernet",
 }

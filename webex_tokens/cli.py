@@ -836,8 +836,8 @@ def _run_migration(
     heading: str,
     verb: str = "migrate",
 ) -> None:
-    """Run :func:`webex_tokens.migrate.migrate` with progress, a summary and failures."""
-    from .migrate import migrate as run
+    """Run :func:`webex_tokens.migration.migrate` with progress, a summary and failures."""
+    from .migration import migrate as run
 
     with _Reporter(f"{verb} {heading}", total) as reporter:
         report = run(

@@ -360,7 +360,7 @@ def find_settings_file(config: str | os.PathLike[str] | None = None) -> Path | N
 
 def _find_settings_file(config: str | os.PathLike[str] | None, env: _Environment) -> Path | None:
     if config is not None:
-        path = Path(config).expanduser()
+        path = Path(os.path.expanduser(config))
         if not path.exists():
             raise ConfigError(
                 f"the settings file {path.absolute()} does not exist; check the path given "
@@ -369,7 +369,7 @@ def _find_settings_file(config: str | os.PathLike[str] | None, env: _Environment
         return path.absolute()
     named = env.get(CONFIG_ENV)
     if named is not None:
-        path = Path(named).expanduser()
+        path = Path(os.path.expanduser(named))
         if not path.exists():
             raise ConfigError(
                 f"{CONFIG_ENV} names the settings file {path.absolute()}, which does not "

@@ -93,7 +93,7 @@ class FernetStore(BaseStore):
             raise InvalidStoreURL("give the Fernet keys by key_env or by key_file, not both")
         self.inner = inner
         self._key_env = key_env or DEFAULT_KEY_ENV
-        self._key_file = Path(key_file).expanduser() if key_file is not None else None
+        self._key_file = Path(os.path.expanduser(key_file)) if key_file is not None else None
         option = ""
         if self._key_file is not None:
             option = "key_file=" + quote(str(self._key_file), safe="/~")
@@ -186,6 +186,11 @@ class FernetStore(BaseStore):
         except OSError as exc:
             raise DecryptionError(
                 f"cannot read the key file {path} of {self.url}: {exc.strerror}"
+            ) from None
+        except ValueError:  # a NUL character, which no file name can hold
+            raise DecryptionError(
+                f"the key file path {str(path)!r} of {self.url} holds a NUL character; "
+                "point key_file at the file that holds the key"
             ) from None
         if not stat.S_ISREG(info.st_mode):
             raise DecryptionError(

@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs, unquote
@@ -65,7 +65,7 @@ class FileStore(BaseStore):
     """
 
     def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
-        self.path = Path(os.path.abspath(Path(path).expanduser()))
+        self.path = Path(os.path.abspath(os.path.expanduser(path)))
         if self.path.is_symlink():
             raise StoreError(
                 f"refusing to use the token file {self.path}: it is a symlink; "
@@ -80,6 +80,10 @@ class FileStore(BaseStore):
         self.lock_timeout = lock_timeout
         self.url = f"file://{self.path}"
         self._warned_permissions = False
+        # The file's bytes and what they parse to: a read that finds the same bytes skips
+        # the parse. Keyed on the content itself, so another process's write is never
+        # missed (file times and inode numbers can repeat within a clock tick).
+        self._cache: tuple[bytes, dict[str, Any]] | None = None
 
     @classmethod
     def from_url(cls, url: str) -> FileStore:
@@ -106,16 +110,31 @@ class FileStore(BaseStore):
             raise InvalidStoreURL(
                 f"file store URL {url!r} has no file name; write e.g. file:///var/lib/app/tokens.json"
             )
+        if "\x00" in path:
+            raise InvalidStoreURL(
+                f"file store URL {url!r} holds a NUL character (%00) in its path; "
+                "write the path of the token file, e.g. file:///var/lib/app/tokens.json"
+            )
         options = _parse_options(url, query)
         return cls(path, **options)
 
     # -- the document -------------------------------------------------------------
 
     def _load(self) -> dict[str, Any]:
+        """The accounts in the file. The dict is shared with the cache: copy to change it."""
         raw = read_private_file(self.path)
         if raw is None:
             return {}
         self._check_permissions()
+        cached = self._cache
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        self._cache = None  # let the old document go before the new one is parsed
+        tokens = self._parse(raw)
+        self._cache = (raw, tokens)
+        return tokens
+
+    def _parse(self, raw: bytes) -> dict[str, Any]:
         try:
             document = json_loads_strict(raw)
         except (ValueError, RecursionError):
@@ -137,10 +156,11 @@ class FileStore(BaseStore):
 
     def _save(self, tokens: dict[str, Any]) -> None:
         document = {"version": FILE_FORMAT_VERSION, "tokens": tokens}
-        data = json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False)
+        data = json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8")
         ensure_private_dir(self.path.parent)
         remove_stale_temp_files(self.path)
-        atomic_write(self.path, data.encode("utf-8"))
+        atomic_write(self.path, data)
+        self._cache = (data, tokens)
 
     def _corrupted(self, reason: str) -> StoreCorrupted:
         return StoreCorrupted(
@@ -193,13 +213,13 @@ class FileStore(BaseStore):
     def _write(self, name: str, record: Record) -> None:
         value = self._value(record)
         with self._lock():
-            tokens = self._load()
+            tokens = dict(self._load())
             tokens[name] = value
             self._save(tokens)
 
     def _remove(self, name: str) -> bool:
         with self._lock():
-            tokens = self._load()
+            tokens = dict(self._load())
             if name not in tokens:
                 return False
             del tokens[name]
@@ -216,9 +236,32 @@ class FileStore(BaseStore):
             if text is not None:
                 yield name, text
 
+    def _close(self) -> None:
+        self._cache = None
+
+    def _update_records(
+        self, changes: Sequence[tuple[str, Callable[[str | None], RecordChange]]]
+    ) -> bool:
+        """Apply every change under one lock with a single write of the file."""
+        with self._lock():
+            tokens = dict(self._load())
+            changed = False
+            for name, change in changes:
+                result = change(self._text(name, tokens.get(name)))
+                if isinstance(result, Keep):
+                    continue
+                if result is None:
+                    changed = tokens.pop(name, None) is not None or changed
+                else:
+                    tokens[name] = self._value(result)
+                    changed = True
+            if changed:
+                self._save(tokens)
+        return True
+
     def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
         with self._lock():
-            tokens = self._load()
+            tokens = dict(self._load())
             result = change(self._text(name, tokens.get(name)))
             if isinstance(result, Keep):
                 return

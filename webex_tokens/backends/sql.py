@@ -23,10 +23,11 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Callable, Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
@@ -84,8 +85,11 @@ _DRIVER_PACKAGES: Final = {
     "asyncpg": "asyncpg",
 }
 _DEFAULT_PORTS: Final = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
-#: Execution option telling the SQLite ``begin`` hook to take the write lock at once.
-_WRITE: Final = "webex_tokens_write"
+#: A pooled connection idle for longer than this is pinged before use (seconds).
+_PING_AFTER_IDLE: Final = 1.0
+#: Connections kept open in the pool, and the most open at once (one per thread).
+_POOL_SIZE: Final = 5
+_MAX_CONNECTIONS: Final = 64
 #: (database family, error code) pairs meaning "gave up waiting for a lock".
 _LOCK_TIMEOUT_CODES: Final = frozenset(
     {("postgresql", "55P03"), ("mysql", 1205), ("sqlite", 5), ("sqlite", 6)}
@@ -96,6 +100,8 @@ _DEADLOCK_CODES: Final = frozenset(
 )
 #: How often ``update`` retries when the database broke a deadlock before ``fn`` ran.
 _DEADLOCK_ATTEMPTS: Final = 5
+
+_T = TypeVar("_T")
 
 
 # -- column types ----------------------------------------------------------------------
@@ -225,6 +231,8 @@ class SQLStore(BaseStore):
         )
         self._backend = sa_url.get_backend_name()
         self._password = sa_url.password
+        # Kept from the parsed URL: the shown one may not parse back (odd user names).
+        self._address = (sa_url.host, sa_url.port)
         self._memory = self._backend == "sqlite" and sa_url.database in (None, "", ":memory:")
         if self._backend == "sqlite" and not self._memory:
             path = Path(os.path.abspath(os.path.expanduser(str(sa_url.database))))
@@ -237,6 +245,10 @@ class SQLStore(BaseStore):
             self.path = None
         self.url = _display_url(sa_url, self.table_name, self.lock_timeout, self.connect_timeout)
         self._table = _make_table(self.table_name)
+        # Built once: building and cache-keying a statement costs more than a SQLite read.
+        self._select_data = sa.select(self._table.c.data).where(
+            self._table.c.name == sa.bindparam("name"), self._table.c.version > 0
+        )
         # One SQLite connection serves an in-memory store: serialise its users.
         self._guard: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if self._memory else contextlib.nullcontext()
@@ -294,14 +306,21 @@ class SQLStore(BaseStore):
 
     def _create_engine(self, sa_url: URL) -> Engine:
         connect_args: dict[str, Any] = {}
-        engine_args: dict[str, Any] = {"pool_pre_ping": True}
+        engine_args: dict[str, Any] = {}
         driver = sa_url.get_driver_name()
         whole_seconds = math.ceil(self.connect_timeout)
+        if self._memory:
+            connect_args["check_same_thread"] = False
+            engine_args["poolclass"] = StaticPool
+        else:
+            # Each thread in an update holds a connection (its row lock lives in that
+            # transaction) for as long as its function runs, e.g. a refresh over the
+            # network: let the pool grow to as many threads as `refresh --all` may run
+            # (beyond pool_size, connections are closed when given back).
+            engine_args["pool_size"] = _POOL_SIZE
+            engine_args["max_overflow"] = _MAX_CONNECTIONS - _POOL_SIZE
         if self._backend == "sqlite":
             connect_args["timeout"] = self.lock_timeout  # SQLite's busy timeout
-            if self._memory:
-                connect_args["check_same_thread"] = False
-                engine_args["poolclass"] = StaticPool
         elif driver == "pymysql":
             # PyMySQL's connect_timeout covers only the TCP connect; its read timeout
             # bounds the handshake with a server that accepts and then says nothing.
@@ -344,11 +363,13 @@ class SQLStore(BaseStore):
                 f"{self.url} names an asyncio driver; webex-tokens needs a synchronous one, "
                 f"e.g. {self._backend}+{_DEFAULT_DRIVERS.get(self._backend, 'pysqlite')}://"
             )
-        if self._backend == "sqlite":
-            _take_over_sqlite_transactions(engine)
-        elif self._backend in _MYSQL:
+        if self._backend != "sqlite":
+            _ping_idle_connections(engine)
+        if self._backend in _MYSQL:
             lock_wait = max(1, math.ceil(self.lock_timeout))
             _set_mysql_timeouts(engine, lock_wait, lock_wait + self.connect_timeout)
+        elif driver == "psycopg":
+            _bound_psycopg_waits(engine, self.lock_timeout + self.connect_timeout)
         return engine
 
     def _prepare_table(self) -> None:
@@ -392,7 +413,9 @@ class SQLStore(BaseStore):
 
     @contextlib.contextmanager
     def _transaction(self, name: str | None = None, *, write: bool = False) -> Iterator[Connection]:
-        """One transaction: committed when the body returns, rolled back when it raises.
+        """A connection for one unit of work. A write runs in a transaction committed when
+        the body returns and rolled back when it raises (BEGIN IMMEDIATE on SQLite); a read
+        runs in the implicit transaction that closing the connection ends.
 
         Database errors raised by the connection, the commit or statements run through
         :meth:`_errors` become the library's own; anything else passes through as is.
@@ -402,14 +425,31 @@ class SQLStore(BaseStore):
                 connection = self.engine.connect()
             except DBAPIError as exc:
                 raise self._connect_error(exc) from None
-            except TypeError as exc:
+            except (TypeError, AttributeError) as exc:
+                # A driver option it cannot use: PyMySQL fails on ?charset=unknown this way.
                 raise self._option_error(str(exc)) from None
+            except UnicodeError:
+                # PyMySQL sends the user name and password in Latin-1 and fails on the rest.
+                raise InvalidStoreURL(
+                    f"the database driver cannot send the user name or password of {self.url}: "
+                    "it holds characters the driver cannot encode; use ASCII credentials, "
+                    "percent-encoded in the URL"
+                ) from None
             try:
+                if not write:
+                    # Reads are single statements: the transaction SQLAlchemy begins for
+                    # one ends when the connection closes, so BEGIN/COMMIT add only cost.
+                    yield connection
+                    return
                 with self._errors(name):
-                    if write:
-                        connection.execution_options(**{_WRITE: True})
                     transaction = connection.begin()
-                    if write and self._backend == "postgresql":
+                    if self._backend == "sqlite":
+                        # Take the write lock now: the sqlite3 module would begin only at
+                        # the first write, so a read-then-write (``update``) could interleave
+                        # with another writer. A connection event could do this too, but
+                        # any such event slows every statement on the engine.
+                        connection.exec_driver_sql("BEGIN IMMEDIATE")
+                    if self._backend == "postgresql":
                         milliseconds = max(1, round(self.lock_timeout * 1000))
                         connection.execute(
                             sa.select(sa.func.set_config("lock_timeout", f"{milliseconds}ms", True))
@@ -464,8 +504,8 @@ class SQLStore(BaseStore):
         )
 
     def _host_port(self) -> str:
-        url = sa.make_url(self.url)
-        return f"{url.host or 'localhost'}:{url.port or _DEFAULT_PORTS.get(self._backend, '')}"
+        host, port = self._address
+        return f"{host or 'localhost'}:{port or _DEFAULT_PORTS.get(self._backend, '')}"
 
     def _translate(self, exc: DBAPIError, name: str | None) -> StoreError:
         original = exc.orig
@@ -500,12 +540,27 @@ class SQLStore(BaseStore):
 
     # -- records ------------------------------------------------------------------------
 
+    def _query(self, name: str | None, run: Callable[[Connection], _T]) -> _T:
+        """Run a read, once more on a new connection if the pooled one had been dropped.
+
+        Only connections idle for a while are pinged before use (see
+        :func:`_ping_idle_connections`); a server restart or a killed session shows up
+        here instead, and a read is always safe to repeat.
+        """
+        for attempt in (1, 2):
+            try:
+                with self._transaction(name) as connection:
+                    return run(connection)
+            except DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise self._translate(exc, name) from None
+                log.debug("the connection to %s was dropped; reading again", self.url)
+        raise AssertionError("unreachable")
+
     def _read(self, name: str) -> str | None:
-        table = self._table
-        with self._transaction(name) as connection, self._errors(name):
-            row = connection.execute(
-                sa.select(table.c.data).where(table.c.name == name, table.c.version > 0)
-            ).first()
+        row = self._query(
+            name, lambda connection: connection.execute(self._select_data, {"name": name}).first()
+        )
         return None if row is None else str(row.data)
 
     def _values(self, name: str, record: Record) -> dict[str, Any]:
@@ -553,10 +608,8 @@ class SQLStore(BaseStore):
 
     def _iter_names(self) -> Iterable[str]:
         table = self._table
-        with self._transaction() as connection, self._errors():
-            return list(
-                connection.execute(sa.select(table.c.name).where(table.c.version > 0)).scalars()
-            )
+        query = sa.select(table.c.name).where(table.c.version > 0)
+        return self._query(None, lambda connection: list(connection.execute(query).scalars()))
 
     def _iter_records(self) -> Iterator[tuple[str, str]]:
         """Stream ``(name, data)`` in name order without loading every row at once."""
@@ -647,6 +700,63 @@ class SQLStore(BaseStore):
                 if called or attempt == _DEADLOCK_ATTEMPTS:
                     raise
 
+    def _update_records(
+        self, changes: Sequence[tuple[str, Callable[[str | None], RecordChange]]]
+    ) -> bool:
+        """Apply every change in one transaction: rows locked in name order, written with
+        one statement per kind of write."""
+        if not changes:
+            return True
+        table = self._table
+        names = sorted(name for name, _ in changes)
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        deletes: list[str] = []
+        current: dict[str, tuple[str | None, bool]] = {}
+        with self._transaction(names[0], write=True) as connection:
+            with self._errors():
+                if self._backend == "sqlite":
+                    # BEGIN IMMEDIATE already holds the database's write lock.
+                    query = sa.select(table.c.name, table.c.data, table.c.version).where(
+                        table.c.name.in_(names)
+                    )
+                    rows = {row.name: row for row in connection.execute(query)}
+                    for name in names:
+                        row = rows.get(name)
+                        if row is None or row.version == 0:
+                            current[name] = (None, row is not None)
+                        else:
+                            current[name] = (str(row.data), False)
+                else:
+                    for name in names:
+                        current[name] = self._lock_row(connection, name)
+            for name, change in changes:
+                data, placeholder = current[name]
+                result = change(data)
+                if isinstance(result, Keep) or result is None:
+                    if placeholder or (result is None and data is not None):
+                        deletes.append(name)
+                elif data is not None or placeholder:
+                    values = self._values(name, result)
+                    values["key"] = values.pop("name")
+                    del values["version"]
+                    updates.append(values)
+                else:
+                    inserts.append(self._values(name, result))
+            with self._errors():
+                if deletes:
+                    connection.execute(sa.delete(table).where(table.c.name.in_(deletes)))
+                if updates:
+                    connection.execute(
+                        sa.update(table)
+                        .where(table.c.name == sa.bindparam("key"))
+                        .values(version=table.c.version + 1),
+                        updates,
+                    )
+                if inserts:
+                    connection.execute(sa.insert(table), inserts)
+        return True
+
     def _close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
@@ -693,6 +803,11 @@ def _parse_url(url: str) -> tuple[URL, dict[str, str]]:
             raise InvalidStoreURL(
                 f"unknown option {unknown} in {redact_url(url)!r}; the options of a SQLite "
                 f"store are {', '.join(_OPTIONS)}"
+            )
+        if "\x00" in (sa_url.database or ""):
+            raise InvalidStoreURL(
+                f"{redact_url(url)!r} names a file with a NUL character (%00) in its path; "
+                "write the path of the database file, e.g. sqlite:///tokens.db"
             )
         if sa_url.username or sa_url.password or sa_url.host or sa_url.port:
             raise InvalidStoreURL(
@@ -757,22 +872,60 @@ def _error_code(original: BaseException | None) -> str | int | None:
     return str(sqlstate) if sqlstate else None
 
 
-def _take_over_sqlite_transactions(engine: Engine) -> None:
-    """Let SQLAlchemy, not the sqlite3 module, emit BEGIN: IMMEDIATE for writes.
+def _ping_idle_connections(engine: Engine) -> None:
+    """Check a pooled connection before use if it sat idle, and replace it if it is dead.
 
-    The sqlite3 module otherwise begins transactions lazily at the first write, so a
-    read-then-write (``update``) could interleave with another writer. See SQLAlchemy's
-    "Transactions with SQLite and the sqlite3 driver".
+    A server restart, a proxy or a firewall drops idle connections; pinging only those
+    spares busy callers a round trip per operation (``pool_pre_ping`` pings every time).
     """
 
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, record: Any) -> None:
-        dbapi_connection.isolation_level = None
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+        record.info["webex_tokens_idle_since"] = time.monotonic()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        mode = "IMMEDIATE" if connection.get_execution_options().get(_WRITE) else "DEFERRED"
-        connection.exec_driver_sql(f"BEGIN {mode}")
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get("webex_tokens_idle_since")
+        if idle_since is None or time.monotonic() - idle_since < _PING_AFTER_IDLE:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception:  # any failure to ping means a dead connection
+            alive = False
+        if not alive:
+            # The pool discards this connection and checks out (or opens) another.
+            raise sa.exc.DisconnectionError("the pooled connection is dead")
+
+
+def _bound_psycopg_waits(engine: Engine, limit: float) -> None:
+    """Make every wait for a PostgreSQL answer give up after ``limit`` seconds.
+
+    libpq has no read timeout: a server (or a proxy in front of it) that keeps the
+    connection open but stops answering would block a query forever. An answer may take
+    as long as the lock wait; past that plus a margin, the connection is closed, which
+    SQLAlchemy reports as a disconnect (:class:`StoreUnavailable`) and replaces.
+    """
+    import psycopg
+
+    found: type[Exception] | None = getattr(psycopg.errors, "_WaitTimeout", None)
+    if found is None:  # psycopg before 3.2 cannot bound a wait
+        return
+    wait_timeout: type[Exception] = found
+
+    class BoundedConnection(psycopg.Connection[Any]):
+        def wait(self, gen: Any, interval: Any = None, timeout: float | None = None) -> Any:
+            options = {} if interval is None else {"interval": interval}
+            try:
+                return super().wait(gen, timeout=limit if timeout is None else timeout, **options)
+            except wait_timeout:
+                self.pgconn.finish()
+                raise psycopg.OperationalError(
+                    f"the server sent no answer within {limit:g} seconds"
+                ) from None
+
+    @event.listens_for(engine, "do_connect")
+    def _on_connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+        return BoundedConnection.connect(*cargs, **cparams)
 
 
 def _set_mysql_timeouts(engine: Engine, lock_wait: int, read_timeout: float) -> None:

@@ -27,10 +27,10 @@ from webex_tokens import (
     TokenStore,
     open_store,
 )
-from webex_tokens import migrate as migrate_module
+from webex_tokens import migration as migrate_module
 from webex_tokens.backends.file import FileStore
 from webex_tokens.backends.memory import MemoryStore
-from webex_tokens.migrate import MigrationReport, migrate
+from webex_tokens.migration import MigrationReport, migrate
 from webex_tokens.store import BaseStore, Keep, Record, RecordChange
 from webex_tokens.testing import AWKWARD_NAMES, make_token
 
@@ -462,7 +462,7 @@ def test_the_outcome_list_is_bounded_and_keeps_failures(monkeypatch: pytest.Monk
 CHILD = textwrap.dedent(
     """
     import sys
-    from webex_tokens.migrate import migrate
+    from webex_tokens.migration import migrate
 
     def progress(name, outcome):
         print(outcome, flush=True)

@@ -4,7 +4,10 @@ Safety rules:
 
 - Every write to the target goes through ``target.update(name, fn)``, so the decision
   to copy, overwrite or skip is taken under the target's lock, against what the target
-  holds at that moment.
+  holds at that moment. A copy into a SQL or file store (encrypted or not) applies the
+  same functions to :data:`BATCH_SIZE` names at a time in one locked step (one
+  transaction or one file write); a batch that fails is redone name by name, so each
+  failure is recorded against its name.
 - A move deletes a token from the source only after reading it back from the target and
   finding it equal, and only if the source still holds the token that was copied (a
   refresh in the source meanwhile is kept).
@@ -65,11 +68,17 @@ FAILED: Final = "failed"
 #: How many per-name outcomes a report lists; the counts cover every name.
 MAX_LISTED_OUTCOMES: Final = 1000
 
+#: How many tokens a copy writes in one step where the target can batch (one
+#: transaction or file write): a killed run loses at most that many, and redoes them.
+BATCH_SIZE: Final = 500
+
 # Errors that concern a whole store rather than one record: they end the migration.
 _FATAL: Final = (StoreUnavailable, BackendUnavailable)
 
 #: One listed outcome: ``(name, outcome, detail)``.
 Outcome = tuple[str, str, str | None]
+#: What copying one name came to: ``(outcome, detail, deleted from the source)``.
+Result = tuple[str, str | None, bool]
 
 
 @dataclass
@@ -220,24 +229,35 @@ def migrate(  # noqa: PLR0917 - the documented signature (names, on_conflict... 
         entries = opened.enter_context(
             contextlib.closing(_read_source(from_store, selection, stream=stream))
         )
-        for name, found in entries:
-            outcome: str
-            detail: str | None
-            if isinstance(found, WebexTokensError):
-                outcome, detail = FAILED, _one_line(found)
-            elif found is None:
-                outcome, detail = FAILED, "there is no token by this name in the source"
-            else:
-                try:
-                    outcome, detail, deleted = step.run(name, found)
-                except _FATAL:
-                    raise
-                except WebexTokensError as exc:
-                    outcome, detail, deleted = FAILED, _one_line(exc), False
-                report.deleted += deleted
+        pending: list[tuple[str, Token]] = []
+
+        def record(name: str, outcome: str, detail: str | None) -> None:
             report._add(name, outcome, detail)
             if progress is not None:
                 progress(name, outcome)
+
+        def flush() -> None:
+            results = step.run_batch(pending)
+            for index, (name, token) in enumerate(pending):
+                outcome, detail, deleted = (
+                    results[index] if results is not None else step.run_one(name, token)
+                )
+                report.deleted += deleted
+                record(name, outcome, detail)
+            pending.clear()
+
+        for name, found in entries:
+            if isinstance(found, Token):
+                pending.append((name, found))
+                if len(pending) >= (BATCH_SIZE if step.batches else 1):
+                    flush()
+                continue
+            flush()
+            if isinstance(found, WebexTokensError):
+                record(name, FAILED, _one_line(found))
+            else:
+                record(name, FAILED, "there is no token by this name in the source")
+        flush()
     log.info("migrated %s -> %s: %s", _url(source), _url(target), report)
     return report
 
@@ -256,6 +276,9 @@ class _Step:
         self.policy = policy
         self.move = move
         self.dry_run = dry_run
+        # A copy writes in batches where the target can; a move verifies and deletes
+        # name by name, and a dry run writes nothing.
+        self.batches = isinstance(target, BaseStore) and not move and not dry_run
 
     def decide(self, existing: Token | None, token: Token) -> tuple[str, str | None]:
         if existing is None:
@@ -270,18 +293,55 @@ class _Step:
             return SKIPPED, "the target's token is as new or newer"
         return SKIPPED, "the target holds a different token (on_conflict='skip')"
 
-    def run(self, name: str, token: Token) -> tuple[str, str | None, bool]:
+    def run_batch(self, batch: list[tuple[str, Token]]) -> list[Result] | None:
+        """Copy ``batch`` in one step of the target; None if it cannot (nothing written),
+        or if the step failed as a whole: each name is then copied alone, so that a
+        failure is recorded against the name that caused it."""
+        if not self.batches or len(batch) < 2 or not isinstance(self.target, BaseStore):
+            return None
+        decisions: list[list[tuple[str, str | None]]] = [[] for _ in batch]
+        updates = [
+            (name, self._writer(token, sink))
+            for (name, token), sink in zip(batch, decisions, strict=True)
+        ]
+        try:
+            written = self.target._update_many(updates)
+        except _FATAL:
+            raise
+        except WebexTokensError as exc:
+            log.debug("batch write to %s failed (%s); writing name by name", _url(self.target), exc)
+            return None
+        if written is None:
+            return None
+        return [(*sink[-1], False) for sink in decisions]
+
+    def run_one(self, name: str, token: Token) -> Result:
+        """:meth:`run`, recording a failure to write as the outcome."""
+        try:
+            return self.run(name, token)
+        except _FATAL:
+            raise
+        except WebexTokensError as exc:
+            return FAILED, _one_line(exc), False
+
+    def _writer(
+        self, token: Token, decisions: list[tuple[str, str | None]]
+    ) -> Callable[[Token | None], Token | None]:
+        """The update function that decides, under the target's lock, what to keep."""
+
+        def write(current: Token | None) -> Token | None:
+            decisions.append(self.decide(current, token))
+            return token if decisions[-1][0] in (COPIED, OVERWRITTEN) else current
+
+        return write
+
+    def run(self, name: str, token: Token) -> Result:
         """Return the outcome, its detail and whether the source token was deleted."""
         if self.dry_run:
             outcome, detail = self.decide(self.target.get(name), token)
         else:
             decisions: list[tuple[str, str | None]] = []
-
-            def write(current: Token | None) -> Token | None:
-                decisions.append(self.decide(current, token))
-                return token if decisions[-1][0] in (COPIED, OVERWRITTEN) else current
-
-            self.target.update(name, write)
+            self.target.update(name, self._writer(token, decisions))
             outcome, detail = decisions[-1]
         if not self.move:
             return outcome, detail, False

@@ -1,0 +1,65 @@
+"""Fixtures of the reliability suites: one store URL per backend, shared by real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from shared_stores import drop_table, purge_keyring
+from stress_profile import PROFILE, RECORDS
+
+from webex_tokens.backends.fernet import generate_key
+
+
+@pytest.fixture
+def backend_url(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    unique_table: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[str]:
+    """The URL of an empty store of the backend named by the (indirect) parameter.
+
+    Every process of a test opens this URL itself. Database tables and keyring entries
+    are removed afterwards; ``fernet+file`` gets a fresh key in ``WEBEX_TOKENS_KEY``.
+    """
+    kind = request.param
+    if kind == "file":
+        yield f"file://{tmp_path}/tokens.json"
+    elif kind == "fernet+file":
+        monkeypatch.setenv("WEBEX_TOKENS_KEY", generate_key())
+        yield f"fernet+file://{tmp_path}/tokens.json"
+    elif kind == "sqlite":
+        yield f"sqlite:///{tmp_path}/tokens.db"
+    elif kind in ("postgresql", "mariadb"):
+        fixture = "postgres_server" if kind == "postgresql" else "mysql_server"
+        server = str(request.getfixturevalue(fixture))
+        try:
+            yield f"{server}?table={unique_table}"
+        finally:
+            drop_table(server, unique_table)
+    elif kind == "keyring":
+        request.getfixturevalue("secret_service")
+        service = f"webex-tokens-reliability-{uuid.uuid4().hex[:12]}"
+        try:
+            yield f"keyring://{service}"
+        finally:
+            purge_keyring(service)
+    else:  # pragma: no cover - a typo in a parameter list
+        raise ValueError(f"unknown backend {kind!r}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print what the reliability suites measured, and write it where asked."""
+    if not RECORDS:
+        return
+    terminalreporter.section(f"reliability results ({PROFILE} profile)")
+    for line in RECORDS:
+        terminalreporter.write_line(json.dumps(line, sort_keys=True))
+    target = os.environ.get("WEBEX_TOKENS_STRESS_REPORT")
+    if target:
+        Path(target).write_text(json.dumps(RECORDS, indent=1, sort_keys=True) + "\n")
