@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from ..errors import InvalidName
-from ..store import KEEP, BaseStore, RecordChange, TokenStore
+from ..store import KEEP, BaseStore, RecordChange, TokenStore, redact_url
 from ..token import Token
 
 __all__ = ["AWKWARD_NAMES", "INVALID_NAMES", "StoreConformance", "make_token"]
@@ -226,11 +226,8 @@ class StoreConformance:
 
     def test_url_is_text_without_a_password(self, store: TokenStore) -> None:
         assert isinstance(store.url, str) and store.url
-        assert (
-            ":***@" in store.url
-            or "@" not in store.url.split("?")[0]
-            or ":" not in (store.url.split("://", 1)[-1].split("@")[0])
-        )
+        # Redacting a URL that holds no password or secret option leaves it unchanged.
+        assert redact_url(store.url) == store.url
 
     def test_repr_shows_no_secret(self, store: TokenStore) -> None:
         token = make_token("s3cr3t-access")
