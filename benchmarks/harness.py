@@ -285,7 +285,6 @@ def machine_info() -> list[tuple[str, str]]:
                     "PyMySQL",
                     "cryptography",
                     "keyring",
-                    "filelock",
                 )
             ),
         ),

@@ -481,6 +481,31 @@ def test_timeouts_are_retried_then_reported(fake_webex: FakeWebex) -> None:
     assert fake_webex.calls["refresh_token"] == 2
 
 
+def test_proxy_settings_of_the_environment_are_honoured(
+    fake_webex: FakeWebex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def client() -> WebexOAuth:
+        return WebexOAuth(
+            fake_webex.client_id,
+            fake_webex.client_secret,
+            base_url=fake_webex.base_url,
+            max_retries=1,
+            backoff=0,
+        )
+
+    # A proxy that answers nothing: the request goes there, not to the emulator.
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(TokenEndpointError, match="cannot connect"):
+        client().refresh(issued(fake_webex, expired=True))
+    assert fake_webex.calls["refresh_token"] == 0
+    # NO_PROXY names the emulator's host: straight there.
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert not client().refresh(issued(fake_webex, expired=True)).is_expired()
+    assert fake_webex.calls["refresh_token"] == 1
+
+
 def test_unreachable_endpoint_says_check_the_base_url() -> None:
     oauth = WebexOAuth(
         "id", "secret", base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=1, backoff=0

@@ -6,6 +6,7 @@ import logging
 import multiprocessing
 import os
 import stat
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,9 @@ import pytest
 
 from webex_tokens import LockTimeout, StoreCorrupted, StoreError, Token, open_store
 from webex_tokens.backends.file import LEGACY_ACCOUNT, FileStore
+from webex_tokens.locks import AccountLocks, interprocess_lock
 from webex_tokens.testing import StoreConformance, make_token
-from webex_tokens.testing.processes import hold_lock_worker
+from webex_tokens.testing.processes import count_of, hold_lock_worker
 
 
 class TestFileStore(StoreConformance):
@@ -191,7 +193,11 @@ def test_corrupt_file_raises_and_is_left_byte_for_byte(tmp_path: Path, kind: str
         assert "left untouched" in str(info.value) and str(path) in str(info.value)
         assert snapshot(path) == before
     assert called == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokens.json", "tokens.json.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "tokens.json",
+        "tokens.json.lock",
+        "tokens.json.locks",
+    ]
 
 
 def test_one_unreadable_record_spoils_only_itself(tmp_path: Path) -> None:
@@ -213,12 +219,13 @@ def test_one_unreadable_record_spoils_only_itself(tmp_path: Path) -> None:
 # -- locking ------------------------------------------------------------------------------
 
 
-def test_lock_is_a_separate_file_and_the_data_file_is_never_locked(tmp_path: Path) -> None:
+def test_update_holds_its_account_lock_and_the_file_lock_only_to_write(tmp_path: Path) -> None:
     path = tmp_path / "tokens.json"
     store = FileStore(path)
     store.put("alice", make_token())
     lock_path = tmp_path / "tokens.json.lock"
     assert store.lock_path == lock_path
+    account_lock = AccountLocks(tmp_path / "tokens.json.locks").slot_path("alice")
     observed: dict[str, bool] = {}
 
     def locked(target: Path) -> bool:
@@ -231,14 +238,16 @@ def test_lock_is_a_separate_file_and_the_data_file_is_never_locked(tmp_path: Pat
             return False
 
     def inspect(token: Token | None) -> Token | None:
-        observed["lock file"] = locked(lock_path)
+        observed["account lock"] = locked(account_lock)
+        observed["file lock"] = locked(lock_path)
         observed["data file"] = locked(path)
         return make_token("changed")
 
     store.update("alice", inspect)
-    assert observed == {"lock file": True, "data file": False}
-    assert locked(lock_path) is False  # released afterwards
-    assert lock_path.read_bytes() == b""  # never holds data
+    assert observed == {"account lock": True, "file lock": False, "data file": False}
+    assert not locked(account_lock) and not locked(lock_path)  # released afterwards
+    assert lock_path.read_bytes() == b"" and account_lock.read_bytes() == b""  # no data
+    assert mode_of(account_lock) == 0o600 and mode_of(account_lock.parent) == 0o700
     assert FileStore(path).get("alice") == make_token("changed")
 
 
@@ -260,14 +269,23 @@ def test_update_held_by_another_process_times_out(tmp_path: Path) -> None:
         waited = time.monotonic() - started
         assert 0.5 <= waited < 10
         message = str(info.value)
-        assert "tokens.json.lock" in message and "0.5 seconds" in message
-        assert "?lock_timeout=SECONDS" in message
-        with pytest.raises(LockTimeout):
-            store.put("bob", make_token())
-        with pytest.raises(LockTimeout):
-            store.delete("alice")
+        assert "'alice'" in message and "tokens.json.locks" in message
+        assert "0.5 seconds" in message and "?lock_timeout=SECONDS" in message
+        # Only alice waits: other accounts are updated and written meanwhile.
+        started = time.monotonic()
+        store.update("bob", lambda token: make_token("bob"))
+        store.put("carol", make_token("carol"))
+        assert time.monotonic() - started < 0.5
         # Readers do not lock: the old token is still readable.
         assert store.get("alice") == make_token("before")
+        # The file lock itself, held too long, makes every writer time out.
+        with interprocess_lock(store.lock_path):
+            with pytest.raises(LockTimeout, match=r"tokens\.json\.lock for more than 0\.5"):
+                store.put("bob", make_token())
+            with pytest.raises(LockTimeout):
+                store.delete("carol")
+            with pytest.raises(LockTimeout):
+                store.update("bob", lambda token: make_token("later"))
     finally:
         release.set()
         holder.join(30)
@@ -399,3 +417,60 @@ def test_a_read_never_returns_what_another_writer_replaced(tmp_path: Path) -> No
         path.write_bytes(path.read_bytes().replace(b"access-", b"ACCESS-"))  # edited in place
         token = reader.get("alice")
         assert token is not None and token.access_token == f"ACCESS-{i:03d}"
+
+
+# -- writes from many threads --------------------------------------------------------------
+
+
+def test_threads_writing_at_once_share_file_writes_and_lose_nothing(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "tokens.json")
+    saves: list[int] = []
+    save = store._save
+
+    def counting_save(tokens: dict[str, object]) -> None:
+        saves.append(len(tokens))
+        save(tokens)
+
+    store._save = counting_save  # type: ignore[method-assign]
+    barrier = threading.Barrier(16)
+
+    def work(thread: int) -> None:
+        barrier.wait()
+        for i in range(20):
+            store.put(f"t{thread}-{i}", make_token(f"t{thread}-{i}"))
+            store.update("counter", lambda token: make_token(f"count-{count_of(token) + 1}"))
+        store.delete(f"t{thread}-0")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    reopened = FileStore(tmp_path / "tokens.json")
+    assert count_of(reopened.get("counter")) == 16 * 20
+    assert sorted(reopened.names()) == sorted(
+        ["counter"] + [f"t{t}-{i}" for t in range(16) for i in range(1, 20)]
+    )
+    # 656 writes were asked for; waiting writers were written together.
+    assert len(saves) < 16 * 41
+
+
+def test_a_failed_shared_write_fails_every_writer_in_it(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "tokens.json", lock_timeout=0.3)
+    store.put("kept", make_token("kept"))
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            store.put(f"t{n}", make_token())
+        except LockTimeout as exc:
+            errors.append(exc)
+
+    with interprocess_lock(store.lock_path):
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(errors) == 8
+    assert FileStore(tmp_path / "tokens.json").names() == ["kept"]

@@ -19,11 +19,13 @@ from webex_tokens.backends.sql import SQLStore
 from webex_tokens.errors import (
     BackendUnavailable,
     InvalidStoreURL,
+    LockTimeout,
     StoreCorrupted,
     StoreError,
     StoreUnavailable,
 )
 from webex_tokens.registry import open_url
+from webex_tokens.store import TokenStore
 from webex_tokens.testing import StoreConformance, make_token
 from webex_tokens.token import Token
 
@@ -82,6 +84,10 @@ class TestSQLStore(StoreConformance):
     def store(self, sql_url: str) -> Iterator[SQLStore]:
         with opened(sql_url) as store:
             yield store
+
+    def update_locks_one_account(self, store: TokenStore) -> bool:
+        # An in-memory database has one connection, which an update holds throughout.
+        return store.url != "sqlite://"
 
 
 # -- what a user of each engine notices --------------------------------------------------
@@ -243,6 +249,21 @@ def test_sqlite_file_is_private_even_under_umask_000(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
+
+
+def test_sqlite_writers_of_one_process_take_turns_with_a_timeout(tmp_path: Path) -> None:
+    # Threads of one process queue for their turn before BEGIN IMMEDIATE; the wait has
+    # the store's lock timeout like any other.
+    with opened(f"sqlite:///{tmp_path}/tokens.db?lock_timeout=0.3") as store:
+        assert store._sqlite_writers is not None
+        with store._sqlite_writers:
+            started = time.monotonic()
+            with pytest.raises(LockTimeout, match=r"'alice'.*0\.3 seconds.*lock_timeout"):
+                store.put("alice", make_token())
+            assert 0.3 <= time.monotonic() - started < 2
+            assert store.get("alice") is None  # readers do not wait
+        store.put("alice", make_token())
+        assert store.get("alice") == make_token()
 
 
 def test_sqlite_path_expands_the_home_directory(

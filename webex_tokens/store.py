@@ -7,8 +7,8 @@ backend see a bad name. Records are JSON text; wrappers such as encryption work 
 records, so they wrap any backend.
 
 The shared mechanisms live here once: name validation (:func:`validate_name`), URL
-redaction (:func:`redact_url`), the cross-process lock (:func:`interprocess_lock`) and
-durable file writing (:func:`atomic_write`, :func:`ensure_private_dir`).
+redaction (:func:`redact_url`) and durable file writing (:func:`atomic_write`); the
+cross-process locks are in :mod:`webex_tokens.locks`.
 """
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ from types import TracebackType
 from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
-import filelock
-
-from .errors import InvalidName, InvalidToken, LockTimeout, StoreCorrupted, StoreError
+from .errors import InvalidName, InvalidToken, StoreCorrupted, StoreError
+from .locks import DEFAULT_LOCK_TIMEOUT, ensure_private_dir, interprocess_lock
 from .token import Token
 
 __all__ = [
@@ -48,6 +47,7 @@ __all__ = [
     "atomic_write",
     "ensure_private_dir",
     "interprocess_lock",
+    "log_superseded",
     "redact_url",
     "validate_name",
 ]
@@ -55,8 +55,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH: Final = 255
-#: Seconds ``update`` waits for another writer before raising :class:`LockTimeout`.
-DEFAULT_LOCK_TIMEOUT: Final = 60.0
 
 TokenUpdate = Callable[[Token | None], Token | None]
 
@@ -113,7 +111,10 @@ class TokenStore(Protocol):
 
         The step is exclusive across threads and processes (and hosts, for SQL), so
         ``fn`` may refresh the token over the network. ``fn`` returning None deletes the
-        token; returning the very object it was given writes nothing.
+        token; returning the very object it was given writes nothing. Exclusion is per
+        account: updates of other accounts may run meanwhile. A ``put`` or ``delete`` of
+        the same account that lands while ``fn`` runs may stand instead of ``fn``'s
+        result, as if it had come after the update.
 
         Args:
             name: the account name.
@@ -185,6 +186,18 @@ def redact_url(url: str) -> str:
     if query != parts.query:
         url = url.replace("?" + parts.query, "?" + query, 1)
     return url
+
+
+def log_superseded(url: str, name: str) -> None:
+    """Note an ``update`` whose write was dropped because a ``put`` or ``delete`` of the
+    same account landed while its function ran: that later write stands, as if the
+    update had come first."""
+    log.info(
+        "update of %r in %s not written: a put or delete replaced the token meanwhile, "
+        "and that later change stands",
+        name,
+        redact_url(url),
+    )
 
 
 # -- records ---------------------------------------------------------------------------
@@ -353,7 +366,10 @@ class BaseStore(ABC):
 
         ``fn`` returning None deletes the token; returning the very object it was given
         writes nothing. The step is exclusive across threads and processes, so ``fn`` may
-        safely refresh the token over the network.
+        safely refresh the token over the network. Exclusion is per account: updates of
+        other accounts may run meanwhile. A ``put`` or ``delete`` of the same account
+        that lands while ``fn`` runs may stand instead of ``fn``'s result, as if it had
+        come after the update.
 
         Returns:
             what ``fn`` returned.
@@ -429,58 +445,7 @@ class BaseStore(ABC):
         return f"{type(self).__name__}({self.url!r})"
 
 
-# -- locking ---------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def interprocess_lock(path: Path, timeout: float = DEFAULT_LOCK_TIMEOUT) -> Iterator[None]:
-    """Hold an exclusive lock on the file ``path``, across threads and processes.
-
-    The lock file is created 0600 and kept (removing it would race with other lockers);
-    it never holds data. The operating system releases the lock when its holder dies.
-
-    Raises:
-        LockTimeout: the lock could not be taken within ``timeout`` seconds.
-    """
-    lock = filelock.FileLock(
-        str(path),
-        timeout=timeout,
-        mode=0o600,
-        thread_local=False,
-        preserve_lock_file=True,
-        poll_interval=0.005,
-    )
-    try:
-        lock.acquire()
-    except filelock.Timeout:
-        raise LockTimeout(
-            f"another process held the lock {path} for more than {timeout:g} seconds; "
-            "wait for it to finish, or raise the timeout with ?lock_timeout=SECONDS"
-        ) from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 # -- durable files ---------------------------------------------------------------------
-
-
-def ensure_private_dir(directory: Path) -> None:
-    """Create ``directory`` (and missing parents) with mode 0700, whatever the umask."""
-    missing: list[Path] = []
-    current = directory
-    while not current.exists():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
-    for path in reversed(missing):
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            continue
-        os.chmod(path, 0o700)
 
 
 def fsync_directory(directory: Path) -> None:

@@ -2,7 +2,11 @@
 
 Durability rules: each write goes to a 0600 temp file in the same directory, is fsynced,
 renamed over the token file with :func:`os.replace`, and the directory is fsynced. Writers
-serialise on a separate ``<file>.lock``; readers never lock, since a rename is atomic. A
+serialise on a separate ``<file>.lock``; readers never lock, since a rename is atomic.
+``update`` of one account also holds that account's lock in ``<file>.locks/`` (see
+:class:`~webex_tokens.locks.AccountLocks`) while its function runs, and the file lock
+only while it writes, so refreshes of different accounts run at once; threads of one
+process that write at the same moment share one write of the file (group commit). A
 file that cannot be parsed raises :class:`~webex_tokens.errors.StoreCorrupted` and is
 never written over. A symlinked token file is refused.
 
@@ -23,12 +27,15 @@ import logging
 import math
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs, unquote
 
 from ..errors import InvalidStoreURL, StoreCorrupted, StoreError
+from ..locks import AccountLocks
 from ..store import (
     DEFAULT_LOCK_TIMEOUT,
     BaseStore,
@@ -39,6 +46,7 @@ from ..store import (
     ensure_private_dir,
     interprocess_lock,
     json_loads_strict,
+    log_superseded,
     read_private_file,
     remove_stale_temp_files,
 )
@@ -78,12 +86,19 @@ class FileStore(BaseStore):
             )
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.lock_timeout = lock_timeout
+        self._account_locks = AccountLocks(
+            self.path.with_name(self.path.name + ".locks"), lock_timeout
+        )
         self.url = f"file://{self.path}"
         self._warned_permissions = False
         # The file's bytes and what they parse to: a read that finds the same bytes skips
         # the parse. Keyed on the content itself, so another process's write is never
         # missed (file times and inode numbers can repeat within a clock tick).
         self._cache: tuple[bytes, dict[str, Any]] | None = None
+        # Writes waiting to be made, and the turn to make them (see _edit).
+        self._queue: list[_Edit] = []
+        self._queue_lock = threading.Lock()
+        self._writer = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str) -> FileStore:
@@ -155,8 +170,7 @@ class FileStore(BaseStore):
         return tokens
 
     def _save(self, tokens: dict[str, Any]) -> None:
-        document = {"version": FILE_FORMAT_VERSION, "tokens": tokens}
-        data = json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8")
+        data = _document(tokens)
         ensure_private_dir(self.path.parent)
         remove_stale_temp_files(self.path)
         atomic_write(self.path, data)
@@ -186,7 +200,6 @@ class FileStore(BaseStore):
             )
 
     def _lock(self) -> Any:
-        ensure_private_dir(self.path.parent)
         return interprocess_lock(self.lock_path, self.lock_timeout)
 
     # -- records -----------------------------------------------------------------
@@ -212,19 +225,58 @@ class FileStore(BaseStore):
 
     def _write(self, name: str, record: Record) -> None:
         value = self._value(record)
-        with self._lock():
-            tokens = dict(self._load())
+
+        def put(tokens: dict[str, Any]) -> tuple[None, bool]:
             tokens[name] = value
-            self._save(tokens)
+            return None, True
+
+        self._edit(put)
 
     def _remove(self, name: str) -> bool:
-        with self._lock():
-            tokens = dict(self._load())
-            if name not in tokens:
-                return False
-            del tokens[name]
-            self._save(tokens)
-            return True
+        def remove(tokens: dict[str, Any]) -> tuple[bool, bool]:
+            found = tokens.pop(name, None) is not None
+            return found, found
+
+        return bool(self._edit(remove))
+
+    def _edit(self, apply: Callable[[dict[str, Any]], tuple[Any, bool]]) -> Any:
+        """Apply ``apply`` to the accounts under the file lock, write the file if it says
+        it changed something, and return its result.
+
+        Threads of this process that write at the same moment share one write (group
+        commit): the thread whose turn it is applies every edit waiting, in order, and
+        writes the file once for all of them. Each caller still returns only once its
+        edit is on disk, or raises what stopped the write (nothing of it is written).
+        """
+        edit = _Edit(apply)
+        with self._queue_lock:
+            self._queue.append(edit)
+        with self._writer:
+            if not edit.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._apply_edits(batch)
+        if edit.error is not None:
+            raise edit.error
+        return edit.result
+
+    def _apply_edits(self, batch: list[_Edit]) -> None:
+        try:
+            with self._lock():
+                tokens = dict(self._load())
+                changed = False
+                for edit in batch:
+                    edit.result, edit_changed = edit.apply(tokens)
+                    changed = changed or edit_changed
+                if changed:
+                    self._save(tokens)
+        except BaseException as exc:
+            for edit in batch:
+                edit.error = exc
+            raise
+        finally:
+            for edit in batch:
+                edit.done = True
 
     def _iter_names(self) -> Iterable[str]:
         return list(self._load())
@@ -243,7 +295,7 @@ class FileStore(BaseStore):
         self, changes: Sequence[tuple[str, Callable[[str | None], RecordChange]]]
     ) -> bool:
         """Apply every change under one lock with a single write of the file."""
-        with self._lock():
+        with self._account_locks.every_account(), self._lock():
             tokens = dict(self._load())
             changed = False
             for name, change in changes:
@@ -260,18 +312,55 @@ class FileStore(BaseStore):
         return True
 
     def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
-        with self._lock():
-            tokens = dict(self._load())
-            result = change(self._text(name, tokens.get(name)))
+        # ``change`` may wait on the network (a refresh): it runs under the account's lock
+        # only, so updates of other accounts go on meanwhile; the file lock is taken for
+        # the write alone.
+        with self._account_locks.account(name):
+            stored = self._load().get(name)
+            result = change(self._text(name, stored))
             if isinstance(result, Keep):
                 return
-            if result is None:
-                if name not in tokens:
-                    return
-                del tokens[name]
-            else:
-                tokens[name] = self._value(result)
-            self._save(tokens)
+            value = None if result is None else self._value(result)
+
+            def write(tokens: dict[str, Any]) -> tuple[None, bool]:
+                # Compared as values: the same token may be written with its keys in
+                # another order by another process.
+                if tokens.get(name) != stored:
+                    log_superseded(self.url, name)
+                    return None, False
+                if value is None:
+                    return None, tokens.pop(name, None) is not None
+                tokens[name] = value
+                return None, True
+
+            self._edit(write)
+
+
+#: Keys sorted, no indent: the C encoder, which ``indent`` would turn off.
+_ENCODER: Final = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
+
+
+def _document(tokens: dict[str, Any]) -> bytes:
+    """The file's bytes: one account per line, keys sorted.
+
+    Each line comes from the C encoder; ``json.dumps(indent=...)`` runs in pure Python
+    and takes twice as long, which every write of a large file would pay.
+    """
+    lines = ",\n".join(
+        f"{_ENCODER.encode(name)}: {_ENCODER.encode(tokens[name])}" for name in sorted(tokens)
+    )
+    body = f"{{\n{lines}\n}}" if lines else "{}"
+    return f'{{"tokens": {body}, "version": {FILE_FORMAT_VERSION}}}\n'.encode()
+
+
+@dataclass
+class _Edit:
+    """One writer's change to the accounts, waiting for its turn (see FileStore._edit)."""
+
+    apply: Callable[[dict[str, Any]], tuple[Any, bool]]
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
 
 
 def _parse_options(url: str, query: str) -> dict[str, Any]:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from typing import ClassVar
+from typing import ClassVar, Final
 from urllib.parse import urlsplit
 
 from ..errors import InvalidStoreURL
-from ..store import BaseStore, Keep, Record, RecordChange
+from ..store import BaseStore, Keep, Record, RecordChange, log_superseded
 
 __all__ = ["MemoryStore"]
 
+_SLOTS: Final = 64
+
 
 class MemoryStore(BaseStore):
-    """Tokens in a process-local dict; ``update`` is exclusive across threads.
+    """Tokens in a process-local dict; ``update`` is exclusive across threads, per account.
 
     ``memory://`` opens a new, empty store each time; ``memory://LABEL`` opens the one
     store with that label in this process, so separate parts of a program (or a test)
@@ -28,6 +30,9 @@ class MemoryStore(BaseStore):
         self.url = f"memory://{label}"
         self._records: dict[str, Record] = {}
         self._lock = threading.RLock()
+        # ``update`` holds its account's slot while its function runs, ``_lock`` only to
+        # write, so one account's refresh does not hold up the others.
+        self._slots = [threading.RLock() for _ in range(_SLOTS)]
 
     @classmethod
     def from_url(cls, url: str) -> MemoryStore:
@@ -62,11 +67,15 @@ class MemoryStore(BaseStore):
             return list(self._records)
 
     def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
-        with self._lock:
-            result = change(self._read(name))
+        with self._slots[hash(name) % _SLOTS]:
+            before = self._records.get(name)
+            result = change(before.data if before is not None else None)
             if isinstance(result, Keep):
                 return
-            if result is None:
-                self._records.pop(name, None)
-            else:
-                self._records[name] = result
+            with self._lock:
+                if self._records.get(name) is not before:
+                    log_superseded(self.url, name)
+                elif result is None:
+                    self._records.pop(name, None)
+                else:
+                    self._records[name] = result

@@ -8,10 +8,13 @@ All accounts live in one table (``webex_tokens`` unless ``?table=`` names anothe
     updated_at  when the row was last written (UTC)
     expires_at  when the access token expires (UTC), or NULL
 
-The table is created on first use. ``update`` runs in one transaction that holds the
-row's lock while ``fn`` runs: ``SELECT ... FOR UPDATE`` on PostgreSQL and MySQL/MariaDB
-(after an insert-if-absent, so that two hosts creating the same account also queue up),
-``BEGIN IMMEDIATE`` on SQLite. Nothing is pickled: rows hold text only.
+The table is created on first use. On PostgreSQL and MySQL/MariaDB ``update`` runs in
+one transaction that holds the row's lock while ``fn`` runs (``SELECT ... FOR UPDATE``,
+after an insert-if-absent, so that two hosts creating the same account also queue up).
+SQLite can only lock the whole database, so there ``update`` holds a lock file of the
+account's (in ``<database>.locks/<table>/``) while ``fn`` runs and writes in a short
+``BEGIN IMMEDIATE`` transaction that first checks the row is still the one ``fn`` saw.
+Nothing is pickled: rows hold text only.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from ..errors import (
     StoreError,
     StoreUnavailable,
 )
+from ..locks import AccountLocks
 from ..registry import install_hint
 from ..store import (
     DEFAULT_LOCK_TIMEOUT,
@@ -60,6 +64,7 @@ from ..store import (
     Record,
     RecordChange,
     ensure_private_dir,
+    log_superseded,
     redact_url,
 )
 
@@ -249,9 +254,44 @@ class SQLStore(BaseStore):
         self._select_data = sa.select(self._table.c.data).where(
             self._table.c.name == sa.bindparam("name"), self._table.c.version > 0
         )
+        self._select_row = sa.select(self._table.c.data, self._table.c.version).where(
+            self._table.c.name == sa.bindparam("name")
+        )
+        self._select_row_for_update = self._select_row.with_for_update()
+        # Executed with the new data, updated_at and expires_at (see _changed_values).
+        self._update_row = (
+            sa.update(self._table)
+            .where(self._table.c.name == sa.bindparam("key"))
+            .values(version=self._table.c.version + 1)
+        )
+        milliseconds = max(1, round(self.lock_timeout * 1000))
+        set_timeout = sa.func.set_config("lock_timeout", f"{milliseconds}ms", True)
+        self._set_lock_timeout = sa.select(set_timeout)
+        # PostgreSQL: set the lock timeout and lock the row in one round trip. The CTE is
+        # read before the row is locked (the lock is taken on the join's output); when
+        # there is no row it is not read at all, and the caller sets the timeout itself.
+        timeout_cte = sa.select(set_timeout.label("lock_timeout")).cte("lock_timeout")
+        self._set_lock_timeout_and_lock_row = (
+            sa.select(self._table.c.data, self._table.c.version)
+            .select_from(self._table.join(timeout_cte, sa.true()))
+            .where(self._table.c.name == sa.bindparam("name"))
+            .with_for_update(of=self._table)
+        )
         # One SQLite connection serves an in-memory store: serialise its users.
         self._guard: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if self._memory else contextlib.nullcontext()
+        )
+        # A SQLite file's writers in this process take turns here first (see _write_turn).
+        self._sqlite_writers = threading.Lock() if self.path is not None else None
+        # SQLite locks the whole database for a write, so ``update`` holds an account lock
+        # (beside the database file) while its function runs, and the database only to
+        # write; PostgreSQL and MySQL lock just the row for the whole step.
+        self._account_locks = (
+            AccountLocks(
+                self.path.with_name(self.path.name + ".locks") / self.table_name, self.lock_timeout
+            )
+            if self.path is not None
+            else None
         )
         if self.path is not None:
             self._create_private_file(self.path)
@@ -412,15 +452,19 @@ class SQLStore(BaseStore):
         return self._engine
 
     @contextlib.contextmanager
-    def _transaction(self, name: str | None = None, *, write: bool = False) -> Iterator[Connection]:
+    def _transaction(
+        self, name: str | None = None, *, write: bool = False, sets_lock_timeout: bool = False
+    ) -> Iterator[Connection]:
         """A connection for one unit of work. A write runs in a transaction committed when
         the body returns and rolled back when it raises (BEGIN IMMEDIATE on SQLite); a read
         runs in the implicit transaction that closing the connection ends.
+        ``sets_lock_timeout``: the body sets PostgreSQL's lock timeout itself, before it
+        takes any lock (see :meth:`_lock_row`).
 
         Database errors raised by the connection, the commit or statements run through
         :meth:`_errors` become the library's own; anything else passes through as is.
         """
-        with self._guard:
+        with self._guard, self._write_turn(name, write):
             try:
                 connection = self.engine.connect()
             except DBAPIError as exc:
@@ -449,11 +493,8 @@ class SQLStore(BaseStore):
                         # with another writer. A connection event could do this too, but
                         # any such event slows every statement on the engine.
                         connection.exec_driver_sql("BEGIN IMMEDIATE")
-                    if self._backend == "postgresql":
-                        milliseconds = max(1, round(self.lock_timeout * 1000))
-                        connection.execute(
-                            sa.select(sa.func.set_config("lock_timeout", f"{milliseconds}ms", True))
-                        )
+                    if self._backend == "postgresql" and not sets_lock_timeout:
+                        connection.execute(self._set_lock_timeout)
                 try:
                     yield connection
                 except BaseException:
@@ -465,6 +506,27 @@ class SQLStore(BaseStore):
             finally:
                 with contextlib.suppress(DBAPIError):
                     connection.close()
+
+    @contextlib.contextmanager
+    def _write_turn(self, name: str | None, write: bool) -> Iterator[None]:
+        """For a write to a SQLite file, wait for this process's other writers first.
+
+        They hand over to each other at once here, where SQLite's busy handler would
+        have them sleep for growing intervals (up to 100 ms) between attempts.
+        """
+        if not write or self._sqlite_writers is None:
+            yield
+            return
+        if not self._sqlite_writers.acquire(timeout=self.lock_timeout):
+            what = f"the token {name!r} in {self.url}" if name is not None else self.url
+            raise LockTimeout(
+                f"another thread held the lock on {what} for more than {self.lock_timeout:g} "
+                "seconds; wait for it to finish, or raise the timeout with ?lock_timeout=SECONDS"
+            )
+        try:
+            yield
+        finally:
+            self._sqlite_writers.release()
 
     @contextlib.contextmanager
     def _errors(self, name: str | None = None) -> Iterator[None]:
@@ -573,6 +635,15 @@ class SQLStore(BaseStore):
             "expires_at": record.expires_at,
         }
 
+    def _changed_values(self, name: str, record: Record) -> dict[str, Any]:
+        """The parameters of ``_update_row`` that store ``record`` in the row of ``name``."""
+        return {
+            "key": name,
+            "data": record.data,
+            "updated_at": _now(),
+            "expires_at": record.expires_at,
+        }
+
     def _write(self, name: str, record: Record) -> None:
         table = self._table
         values = self._values(name, record)
@@ -631,7 +702,7 @@ class SQLStore(BaseStore):
         """Lock the row of ``name`` for this transaction; return its data and whether the
         row is a placeholder this transaction inserted (so nothing was stored)."""
         table = self._table
-        query = sa.select(table.c.data, table.c.version).where(table.c.name == name)
+        key = {"name": name}
         placeholder = {
             "name": name,
             "data": "",
@@ -642,7 +713,7 @@ class SQLStore(BaseStore):
         row: Any
         if self._backend == "sqlite":
             # BEGIN IMMEDIATE already holds the database's write lock.
-            row = connection.execute(query).first()
+            row = connection.execute(self._select_row, key).first()
             if row is None:
                 return None, False
         elif self._backend in _MYSQL:
@@ -653,27 +724,33 @@ class SQLStore(BaseStore):
                 .values(placeholder)
                 .on_duplicate_key_update(version=table.c.version)
             )
-            row = connection.execute(query.with_for_update()).one()
+            row = connection.execute(self._select_row_for_update, key).one()
         else:
-            row = connection.execute(query.with_for_update()).first()
+            row = connection.execute(self._set_lock_timeout_and_lock_row, key).first()
             if row is None:
+                connection.execute(self._set_lock_timeout)  # not set: there was no row
                 # A concurrent creator's uncommitted row makes this wait for its outcome.
                 connection.execute(
                     postgresql.insert(table)
                     .values(placeholder)
                     .on_conflict_do_nothing(index_elements=[table.c.name])
                 )
-                row = connection.execute(query.with_for_update()).one()
+                row = connection.execute(self._select_row_for_update, key).one()
         if row.version == 0:
             return None, True
         return str(row.data), False
 
     def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
+        if self._account_locks is not None:
+            self._update_record_outside_transaction(name, change, self._account_locks)
+            return
         table = self._table
         called = False
         for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
             try:
-                with self._transaction(name, write=True) as connection:
+                with self._transaction(
+                    name, write=True, sets_lock_timeout=self._backend == "postgresql"
+                ) as connection:
                     with self._errors(name):
                         data, placeholder = self._lock_row(connection, name)
                     exists = data is not None or placeholder
@@ -684,13 +761,7 @@ class SQLStore(BaseStore):
                             if placeholder or (result is None and exists):
                                 connection.execute(sa.delete(table).where(table.c.name == name))
                         elif exists:
-                            values = self._values(name, result)
-                            del values["name"], values["version"]
-                            connection.execute(
-                                sa.update(table)
-                                .where(table.c.name == name)
-                                .values(version=table.c.version + 1, **values)
-                            )
+                            connection.execute(self._update_row, self._changed_values(name, result))
                         else:
                             connection.execute(sa.insert(table).values(self._values(name, result)))
                 return
@@ -699,6 +770,37 @@ class SQLStore(BaseStore):
                 # and must not do so twice.
                 if called or attempt == _DEADLOCK_ATTEMPTS:
                     raise
+
+    def _update_record_outside_transaction(
+        self,
+        name: str,
+        change: Callable[[str | None], RecordChange],
+        account_locks: AccountLocks,
+    ) -> None:
+        """SQLite's ``update``: ``change`` runs under the account's lock, outside any
+        transaction, so updates of other accounts go on meanwhile; the write checks that
+        the row is the one ``change`` saw."""
+        table = self._table
+        with account_locks.account(name):
+            select = self._select_row
+            before = self._query(
+                name, lambda connection: connection.execute(select, {"name": name}).first()
+            )
+            result = change(None if before is None else str(before.data))
+            if isinstance(result, Keep):
+                return
+            with self._transaction(name, write=True) as connection, self._errors(name):
+                now = connection.execute(self._select_row, {"name": name}).first()
+                if _row_state(now) != _row_state(before):
+                    log_superseded(self.url, name)
+                    return
+                if result is None:
+                    if before is not None:
+                        connection.execute(sa.delete(table).where(table.c.name == name))
+                elif before is not None:
+                    connection.execute(self._update_row, self._changed_values(name, result))
+                else:
+                    connection.execute(sa.insert(table).values(self._values(name, result)))
 
     def _update_records(
         self, changes: Sequence[tuple[str, Callable[[str | None], RecordChange]]]
@@ -713,7 +815,12 @@ class SQLStore(BaseStore):
         updates: list[dict[str, Any]] = []
         deletes: list[str] = []
         current: dict[str, tuple[str | None, bool]] = {}
-        with self._transaction(names[0], write=True) as connection:
+        every_account = (
+            self._account_locks.every_account()
+            if self._account_locks is not None
+            else contextlib.nullcontext()
+        )
+        with every_account, self._transaction(names[0], write=True) as connection:
             with self._errors():
                 if self._backend == "sqlite":
                     # BEGIN IMMEDIATE already holds the database's write lock.
@@ -737,22 +844,14 @@ class SQLStore(BaseStore):
                     if placeholder or (result is None and data is not None):
                         deletes.append(name)
                 elif data is not None or placeholder:
-                    values = self._values(name, result)
-                    values["key"] = values.pop("name")
-                    del values["version"]
-                    updates.append(values)
+                    updates.append(self._changed_values(name, result))
                 else:
                     inserts.append(self._values(name, result))
             with self._errors():
                 if deletes:
                     connection.execute(sa.delete(table).where(table.c.name.in_(deletes)))
                 if updates:
-                    connection.execute(
-                        sa.update(table)
-                        .where(table.c.name == sa.bindparam("key"))
-                        .values(version=table.c.version + 1),
-                        updates,
-                    )
+                    connection.execute(self._update_row, updates)
                 if inserts:
                     connection.execute(sa.insert(table), inserts)
         return True
@@ -761,6 +860,11 @@ class SQLStore(BaseStore):
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+
+def _row_state(row: Any) -> tuple[str, int] | None:
+    """A row's data and version, to tell whether it changed between two reads."""
+    return None if row is None else (str(row.data), int(row.version))
 
 
 class _DeadlockDetected(LockTimeout):

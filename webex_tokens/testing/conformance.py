@@ -15,6 +15,7 @@ Use it from a test module::
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -221,6 +222,81 @@ class StoreConformance:
             thread.join()
         assert errors == []
         assert _count(store.get("counter")) == 60
+
+    def _update_held_while(
+        self, store: TokenStore, name: str, during: Callable[[], None]
+    ) -> Token | None:
+        """Run ``during`` while another thread is inside ``update(name)``; return what that
+        update returned (its function answers ``make_token("refreshed")``)."""
+        inside, release = threading.Event(), threading.Event()
+        results: list[Token | None] = []
+
+        def slow(current: Token | None) -> Token:
+            inside.set()
+            release.wait(10)
+            return make_token("refreshed")
+
+        updater = threading.Thread(target=lambda: results.append(store.update(name, slow)))
+        updater.start()
+        try:
+            assert inside.wait(10), "update() never called its function"
+            during()
+        finally:
+            release.set()
+            updater.join(30)
+        assert results, "update() failed"
+        return results[0]
+
+    @pytest.mark.parametrize("change", ["put", "delete"])
+    def test_a_put_or_delete_landing_during_an_update_stands(
+        self, store: TokenStore, change: str
+    ) -> None:
+        # A login (put) or logout (delete) while a refresh runs must not be undone by the
+        # refresh's write: the store ends as if the update came first.
+        store.put("alice", make_token("before"))
+        done = threading.Event()
+
+        def write() -> None:
+            if change == "put":
+                store.put("alice", make_token("login"))
+            else:
+                store.delete("alice")
+            done.set()
+
+        writer = threading.Thread(target=write)
+
+        def start_writer() -> None:
+            writer.start()
+            done.wait(0.5)  # a store may also make it wait for the update: both are fine
+
+        returned = self._update_held_while(store, "alice", start_writer)
+        writer.join(30)
+        assert done.is_set()
+        assert returned is not None and returned.access_token == "refreshed"
+        got = store.get("alice")
+        assert (got and got.access_token) == ("login" if change == "put" else None)
+
+    def update_locks_one_account(self, store: TokenStore) -> bool:
+        """Override to return False for a store whose ``update`` locks the whole store
+        while ``fn`` runs; the test that other accounts go on meanwhile is then skipped."""
+        return True
+
+    def test_an_update_does_not_hold_up_other_accounts(self, store: TokenStore) -> None:
+        if not self.update_locks_one_account(store):
+            pytest.skip("this store's update locks the whole store")
+        store.put("bob", make_token("count-5"))
+        elapsed: list[float] = []
+
+        def update_others() -> None:
+            started = time.monotonic()
+            store.update("bob", _increment)
+            store.update("carol", _increment)
+            store.put("dave", make_token("dave"))
+            elapsed.append(time.monotonic() - started)
+
+        self._update_held_while(store, "alice", update_others)
+        assert elapsed and elapsed[0] < 5, "updates of other accounts waited for alice's"
+        assert _count(store.get("bob")) == 6 and _count(store.get("carol")) == 1
 
     # -- the rest of the protocol ---------------------------------------------------
 

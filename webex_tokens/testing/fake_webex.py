@@ -223,6 +223,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "FakeWebex/1"
     sys_version = ""
     timeout = 30
+    # Keep connections open between requests, as Webex does: every answer has a
+    # Content-Length, and a request whose body is left unread closes its connection.
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # the body must not wait for the headers' ACK
 
     def log_message(self, format: str, *args: Any) -> None:
         # Request lines carry codes and states: log the method and path only.
@@ -258,6 +262,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         route = self._route()
         if route != "/access_token":
+            self.close_connection = True  # the body is not read
             self._send(_json(404, {"message": "The requested resource could not be found."}))
             return
         try:
@@ -265,8 +270,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = -1
         if not 0 <= length <= _MAX_BODY:
+            self.close_connection = True
             self._send(_oauth_error(400, "invalid_request", "Bad Content-Length."))
             return
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True  # a chunked body is not read
         body = self.rfile.read(length)
         self._send(
             self.server.fake._token(

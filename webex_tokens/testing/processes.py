@@ -117,7 +117,8 @@ def watch_worker(url: str, name: str, ready: Any, stop: Any, results: Any) -> No
 
 def hold_lock_worker(url: str, name: str, inside: Any, release: Any, seconds: float) -> None:
     """Run ``update(name, ...)`` whose function sets ``inside`` and then holds the store's
-    lock until ``release`` is set or ``seconds`` pass; the token is left unchanged."""
+    lock of ``name`` until ``release`` is set or ``seconds`` pass; the token is left
+    unchanged."""
     with open_url(url) as store:
 
         def hold(token: Token | None) -> Token | None:
