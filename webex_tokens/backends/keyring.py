@@ -18,9 +18,11 @@ Writers (``put``, ``delete``, ``update``) serialise on a lock file named after t
 in the user cache directory, which also keeps the index consistent with the entries:
 a token is written before its name joins the index and leaves the index before it is
 deleted. Readers take no lock, except to re-read a split value that changed under them.
-``update`` holds only its account's lock (in a ``.locks`` directory beside the lock
-file) while its function runs, and the service's lock to write, so refreshes of
-different accounts run at once.
+``update`` holds that lock while its function runs, for every account of the service:
+keyring calls take milliseconds each and the keyring daemon answers them one at a time,
+so a lock per account would gain little, and under heavy contention a writer holding an
+account's lock while it waits for the service's would hold up every other writer of
+that account.
 
 At open the active keyring backend is checked: no backend (``fail``), the ``null``
 backend and backends that keep secrets in plaintext or that keyring itself ranks as a
@@ -61,7 +63,6 @@ from ..errors import (
     StoreUnavailable,
     WebexTokensError,
 )
-from ..locks import AccountLocks
 from ..store import (
     DEFAULT_LOCK_TIMEOUT,
     BaseStore,
@@ -69,7 +70,6 @@ from ..store import (
     Record,
     RecordChange,
     interprocess_lock,
-    log_superseded,
 )
 
 __all__ = ["ALLOW_INSECURE_ENV", "DEFAULT_SERVICE", "PLATFORM_MAX_VALUE_BYTES", "KeyringStore"]
@@ -179,10 +179,6 @@ class KeyringStore(BaseStore):
         self.max_chunks = max_chunks
         self.lock_timeout = lock_timeout
         self.lock_path = Path(lock_path) if lock_path is not None else _default_lock_path(service)
-        self._account_locks = AccountLocks(
-            self.lock_path.with_name(self.lock_path.name.removesuffix(".lock") + ".locks"),
-            lock_timeout,
-        )
         if allow_insecure is None:
             allow_insecure = _env_flag(ALLOW_INSECURE_ENV)
         self.backend = _usable_backend(backend, allow_insecure, self.url)
@@ -444,29 +440,21 @@ class KeyringStore(BaseStore):
         return self._load_index()[1]
 
     def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
-        # ``change`` may wait on the network (a refresh): it runs under the account's lock
-        # only, so updates of other accounts go on meanwhile; the store lock is taken for
-        # the write alone.
         user = _token_user(name)
-        with self._account_locks.account(name):
-            before = self._fetch(user, _what(name), locked=False)
-            result = change(before.value if before else None)
+        with self._lock():
+            old = self._fetch(user, _what(name), locked=True)
+            result = change(old.value if old else None)
             if isinstance(result, Keep):
                 return
-            with self._lock():
-                old = self._fetch(user, _what(name), locked=True)
-                if (old.value if old else None) != (before.value if before else None):
-                    log_superseded(self.url, name)
-                    return
-                if result is None:
-                    if old is not None:
-                        self._erase(user, old)
-                    self._index_update(discard=name)
-                    return
-                parts = self._plan(result.data, _what(name))
-                if old is None:
-                    self._index_update(add=name)
-                self._store(user, result.data, parts, old)
+            if result is None:
+                if old is not None:
+                    self._erase(user, old)
+                self._index_update(discard=name)
+                return
+            parts = self._plan(result.data, _what(name))
+            if old is None:
+                self._index_update(add=name)
+            self._store(user, result.data, parts, old)
 
 
 # -- helpers ---------------------------------------------------------------------------
