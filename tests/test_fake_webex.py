@@ -663,3 +663,24 @@ def test_secrets_stay_out_of_the_logs(
     for secret in (code, verifier, answer["access_token"], answer["refresh_token"]):
         assert secret not in logged  # ...but never a secret
     assert fake_webex.client_secret not in logged
+
+
+def test_connections_are_kept_open_and_an_unread_body_closes_one(fake_webex: FakeWebex) -> None:
+    import http.client
+
+    host, port = fake_webex.base_url.split("//")[1].split("/")[0].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        # Two requests on one connection, as Webex serves them.
+        for _ in range(2):
+            connection.request("GET", "/v1/nowhere")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 404 and not response.will_close
+        # A POST whose body the emulator does not read must not be taken for a request.
+        connection.request("POST", "/v1/nowhere", body=b"GET /v1/people/me HTTP/1.1\r\n\r\n")
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 404 and response.will_close
+    finally:
+        connection.close()

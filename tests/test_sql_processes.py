@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_store_sql import SERVERS, drop_table, opened
+from sql_tables import drop_table
+from test_store_sql import SERVERS, opened
 
 from webex_tokens.backends.sql import SQLStore
 from webex_tokens.errors import LockTimeout

@@ -474,3 +474,20 @@ def test_a_failed_shared_write_fails_every_writer_in_it(tmp_path: Path) -> None:
             thread.join()
     assert len(errors) == 8
     assert FileStore(tmp_path / "tokens.json").names() == ["kept"]
+
+
+def test_an_update_overtaken_by_a_put_says_so_in_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FileStore(tmp_path / "tokens.json")
+    store.put("alice", make_token("before"))
+
+    def login_meanwhile(token: Token | None) -> Token:
+        store.put("alice", make_token("login"))  # another writer, while fn runs
+        return make_token("refreshed")
+
+    with caplog.at_level(logging.INFO, logger="webex_tokens"):
+        assert store.update("alice", login_meanwhile) == make_token("refreshed")
+    assert store.get("alice") == make_token("login")
+    assert "update of 'alice'" in caplog.text and "not written" in caplog.text
+    assert "refresh-" not in caplog.text and "access-" not in caplog.text

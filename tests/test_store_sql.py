@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sql_tables import drop_table
 
 from webex_tokens.backends.sql import SQLStore
 from webex_tokens.errors import (
@@ -31,16 +32,6 @@ from webex_tokens.token import Token
 
 ENGINES = ["sqlite", "sqlite-memory", "postgresql", "mysql"]
 SERVERS = {"postgresql": "postgres_server", "mysql": "mysql_server"}
-
-
-def drop_table(server_url: str, table: str) -> None:
-    """Drop ``table`` from the database at ``server_url`` if it exists."""
-    engine = sa.create_engine(server_url)
-    try:
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
-    finally:
-        engine.dispose()
 
 
 @contextlib.contextmanager
@@ -335,21 +326,29 @@ def test_rejected_login_is_unavailable_without_the_password(
     assert "wr0ng-pw" not in str(info.value)
 
 
+def kill_pooled_connection(store: SQLStore, server: str) -> bool:
+    """Terminate the PostgreSQL session behind ``store``'s pooled connection."""
+    with store.engine.connect() as connection:
+        pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    admin = sa.create_engine(server)
+    try:
+        with admin.begin() as connection:
+            return bool(
+                connection.execute(
+                    sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}
+                ).scalar()
+            )
+    finally:
+        admin.dispose()
+
+
 def test_dropped_connection_is_replaced_without_an_error(
     postgres_server: str, unique_table: str
 ) -> None:
     try:
         with opened(f"{postgres_server}?table={unique_table}") as store:
             store.put("alice", make_token("kept"))
-            with store.engine.connect() as connection:
-                pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-            admin = sa.create_engine(postgres_server)
-            with admin.begin() as connection:
-                killed = connection.execute(
-                    sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}
-                ).scalar()
-            admin.dispose()
-            assert killed is True
+            assert kill_pooled_connection(store, postgres_server)
             token = store.get("alice")  # the pool notices the dead connection first
             assert token is not None and token.access_token == "kept"
     finally:
@@ -366,12 +365,7 @@ def test_an_idle_dropped_connection_is_pinged_and_replaced(
     try:
         with opened(f"{postgres_server}?table={unique_table}") as store:
             store.put("alice", make_token("kept"))
-            with store.engine.connect() as connection:
-                pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-            admin = sa.create_engine(postgres_server)
-            with admin.begin() as connection:
-                connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            admin.dispose()
+            assert kill_pooled_connection(store, postgres_server)
             if writes:  # a write is not repeated on error: only the ping can save it
                 store.put("alice", make_token("new"))
             token = store.get("alice")

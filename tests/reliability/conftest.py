@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from shared_stores import drop_table, purge_keyring
+from shared_stores import purge_keyring
+from sql_tables import drop_table
 from stress_profile import PROFILE, RECORDS
 
 from webex_tokens.backends.fernet import generate_key

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from shared_stores import drop_table
+from sql_tables import drop_table
 from stress_profile import FULL, record
 from tcp_proxy import TcpProxy
 
