@@ -209,3 +209,19 @@ def test_endpoint_failure_leaves_the_stored_token(
     with pytest.raises(TokenEndpointError):
         ensure_fresh(store, NAME, oauth)
     assert store.get(NAME) == old
+
+
+def test_merge_keeps_kind_organization_and_id_token_through_a_refresh() -> None:
+    old = Token(
+        access_token="a1",
+        refresh_token="r1",
+        refresh_token_expires_at=NOW + timedelta(days=60),
+        kind="service_app",
+        org_id="ORG-1",
+        id_token="id-1",
+    )
+    merged = merge_refreshed(old, Token(access_token="a2", refresh_token="r1"))
+    assert (merged.kind, merged.org_id, merged.id_token) == ("service_app", "ORG-1", "id-1")
+    assert merged.refresh_token_expires_at == old.refresh_token_expires_at
+    fresh_id = merge_refreshed(old, Token(access_token="a3", id_token="id-2"))
+    assert fresh_id.id_token == "id-2" and fresh_id.refresh_token == "r1"

@@ -490,3 +490,80 @@ def test_from_dict_returns_a_token_or_raises_invalid_token(data: Any) -> None:
         assert Token.from_dict(json.loads(json.dumps(token.to_dict()))) == token
         assert SENTINEL not in repr(token)
     assert SENTINEL not in message
+
+
+# -- credential kinds, organizations and ID tokens (DESIGN section 12) ------------------
+
+#: A record exactly as webex-tokens 0.1.0 wrote it.
+RECORD_0_1_0 = {
+    "version": 1,
+    "access_token": "AT-old",
+    "refresh_token": "RT-old",
+    "token_type": "Bearer",
+    "expires_at": "2026-03-04T17:06:07+00:00",
+    "refresh_token_expires_at": "2026-05-04T05:06:07+00:00",
+    "scopes": ["spark:all"],
+    "client_id": "C1",
+    "account": "alice@example.com",
+    "saved_at": "2026-03-04T05:06:07+00:00",
+}
+
+
+def test_a_record_written_by_0_1_0_reads_back_as_an_integration_token() -> None:
+    token = Token.from_dict(RECORD_0_1_0)
+    assert (token.kind, token.org_id, token.id_token) == ("integration", None, None)
+    assert token.to_dict() == RECORD_0_1_0  # and is written back byte for byte alike
+
+
+@pytest.mark.parametrize("kind", ["integration", "service_app", "bot", "personal"])
+def test_every_kind_reads_back_field_for_field(kind: str) -> None:
+    token = Token(
+        access_token="AT",
+        refresh_token="RT" if kind in ("integration", "service_app") else None,
+        expires_at=NOW + timedelta(hours=1) if kind != "bot" else None,
+        scopes=("spark:all",),
+        client_id="C1",
+        account="org-admin@example.com",
+        saved_at=NOW,
+        kind=kind,
+        org_id="ORG-1" if kind == "service_app" else None,
+        id_token="eyJ.header.sig" if kind == "integration" else None,
+    )
+    again = Token.from_dict(json.loads(json.dumps(token.to_dict())))
+    assert again == token
+    assert {field.name: getattr(again, field.name) for field in dataclasses.fields(Token)} == {
+        field.name: getattr(token, field.name) for field in dataclasses.fields(Token)
+    }
+
+
+def test_a_personal_token_without_expiry_lasts_twelve_hours() -> None:
+    token = Token(access_token="PAT", kind="personal", saved_at=NOW)
+    assert token.expires_at == NOW + timedelta(hours=12)
+
+
+def test_a_bot_token_never_expires() -> None:
+    token = Token(access_token="BOT", kind="bot", saved_at=NOW)
+    assert token.expires_at is None and not token.is_expired(now=NOW + timedelta(days=3650))
+
+
+@pytest.mark.parametrize("kind", ["", "Bot", "service-app", 3, None.__class__])
+def test_an_unknown_kind_is_refused(kind: Any) -> None:
+    with pytest.raises(InvalidToken, match="kind"):
+        Token(access_token="AT", kind=kind)
+
+
+def test_an_unknown_kind_in_stored_data_is_refused() -> None:
+    with pytest.raises(InvalidToken, match="unknown token kind 'robot'"):
+        Token.from_dict({**RECORD_0_1_0, "kind": "robot"})
+
+
+def test_the_id_token_is_kept_from_the_answer_and_never_shown() -> None:
+    secret = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    token = Token.from_response({"access_token": "AT", "id_token": secret}, NOW)
+    assert token.id_token == secret
+    assert secret not in repr(token) and secret not in str(token)
+
+
+def test_the_repr_names_the_kind_and_organization() -> None:
+    token = Token(access_token="AT", kind="service_app", org_id="ORG-1")
+    assert "kind='service_app'" in repr(token) and "org_id='ORG-1'" in repr(token)

@@ -11,14 +11,18 @@
     │   ├── BackendUnavailable   (driver or keyring daemon missing: says what to install)
     │   ├── StoreUnavailable     (cannot reach the database / keyring locked)
     │   ├── StoreCorrupted       (unreadable data; nothing overwritten)
+    │   ├── StoreNotFound        (a read-only open found no store there yet)
     │   ├── DecryptionError      (wrong or missing key)
-    │   └── LockTimeout
+    │   ├── LockTimeout
+    │   └── LockLost             (a lease expired under a writer: nothing written)
     └── OAuthError
-        ├── AuthorizationDenied      (error=access_denied at the callback)
+        ├── AuthorizationDenied      (error=access_denied at the callback or the device grant)
         ├── CallbackError            (state mismatch, missing code, port in use)
         ├── RedirectURIMismatch      (explains the exact-match rule and both fixes)
         ├── TokenEndpointError       (status, error code, description; retries exhausted)
-        └── ReauthorizationRequired  (refresh token expired or revoked)
+        ├── ReauthorizationRequired  (refresh token expired or revoked; a kind that can't refresh)
+        ├── DeviceCodeExpired        (the device code ran out before anyone approved it)
+        └── IDTokenInvalid           (signature, issuer, audience, nonce or expiry wrong)
 
 Every message says what happened and how to fix it, in one sentence where it can.
 No message ever contains an access token, a refresh token, a client secret or an
@@ -34,15 +38,19 @@ __all__ = [
     "CallbackError",
     "ConfigError",
     "DecryptionError",
+    "DeviceCodeExpired",
+    "IDTokenInvalid",
     "InvalidName",
     "InvalidStoreURL",
     "InvalidToken",
+    "LockLost",
     "LockTimeout",
     "OAuthError",
     "ReauthorizationRequired",
     "RedirectURIMismatch",
     "StoreCorrupted",
     "StoreError",
+    "StoreNotFound",
     "StoreUnavailable",
     "TokenEndpointError",
     "WebexTokensError",
@@ -84,6 +92,10 @@ class StoreUnavailable(StoreError):
     """The store exists but cannot be reached right now (database down, keyring locked)."""
 
 
+class StoreNotFound(StoreError):
+    """A store opened only to be read does not exist yet; nothing was created."""
+
+
 class StoreCorrupted(StoreError):
     """Stored data cannot be read; it has been left exactly as it was."""
 
@@ -94,6 +106,15 @@ class DecryptionError(StoreError):
 
 class LockTimeout(StoreError):
     """Another thread or process held the store's lock for longer than the timeout."""
+
+
+class LockLost(StoreError):
+    """The lease over an account expired while its holder worked: nothing was written.
+
+    Raised by stores that lock with leases (Redis, Vault) when the write of an ``update``
+    finds the lease taken over by another writer. A refreshed token that could not be
+    written is kept by the rescue journal.
+    """
 
 
 class OAuthError(WebexTokensError):
@@ -145,3 +166,12 @@ class ReauthorizationRequired(OAuthError):
     def __init__(self, message: str, *, account: str | None = None) -> None:
         super().__init__(message)
         self.account = account
+
+
+class DeviceCodeExpired(OAuthError):
+    """The device code of a device-grant login ran out before anyone approved it."""
+
+
+class IDTokenInvalid(OAuthError):
+    """An OpenID Connect ID token failed verification: signature, issuer, audience,
+    nonce or expiry. Nothing was stored."""

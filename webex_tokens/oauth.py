@@ -467,16 +467,11 @@ class WebexOAuth:
                 f"({exc}); log in again: {login_command(token.account)}",
                 account=token.account,
             ) from None
-        new = self._token_from(answer, account=token.account, client_id=token.client_id)
-        kept: dict[str, Any] = {}
-        if new.refresh_token is None:
-            kept["refresh_token"] = refresh_token
-        if new.refresh_token in (None, refresh_token) and new.refresh_token_expires_at is None:
-            kept["refresh_token_expires_at"] = token.refresh_token_expires_at
-        if not new.scopes and token.scopes:
-            kept["scopes"] = token.scopes
-        if kept:
-            new = new.replace(**kept)
+        from .refresh import merge_refreshed
+
+        new = merge_refreshed(
+            token, self._token_from(answer, account=token.account, client_id=token.client_id)
+        )
         log.info("refreshed token %s into %s", token.fingerprint, new.fingerprint)
         return new
 

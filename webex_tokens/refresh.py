@@ -121,14 +121,24 @@ def decide_after_refusal(
 
 
 def merge_refreshed(old: Token, new: Token) -> Token:
-    """The token to store after a refresh: ``new``, keeping what the answer left out.
+    """The token to keep after a refresh: ``new``, with what the answer left out of it.
 
-    A refresh answer without a refresh token keeps the old one (and its expiry); the
-    account, client ID and scopes of the old token are kept when the answer has none.
+    The one rule, used wherever a refresh answer is turned into the token to store:
+
+    - no refresh token in the answer: keep the old one and its expiry;
+    - the same refresh token again without an expiry: keep the old expiry;
+    - no scopes, account or client ID in the answer: keep the old ones;
+    - no ID token in the answer: keep the old one (it names who logged in);
+    - the kind and the organization never change with a refresh.
     """
     kept: dict[str, object] = {}
     if new.refresh_token is None and old.refresh_token is not None:
         kept["refresh_token"] = old.refresh_token
+    if (
+        new.refresh_token in (None, old.refresh_token)
+        and new.refresh_token_expires_at is None
+        and old.refresh_token is not None
+    ):
         kept["refresh_token_expires_at"] = old.refresh_token_expires_at
     if new.account is None and old.account is not None:
         kept["account"] = old.account
@@ -136,6 +146,12 @@ def merge_refreshed(old: Token, new: Token) -> Token:
         kept["client_id"] = old.client_id
     if not new.scopes and old.scopes:
         kept["scopes"] = old.scopes
+    if new.id_token is None and old.id_token is not None:
+        kept["id_token"] = old.id_token
+    if new.kind != old.kind:
+        kept["kind"] = old.kind
+    if new.org_id != old.org_id:
+        kept["org_id"] = old.org_id
     return new.replace(**kept) if kept else new
 
 

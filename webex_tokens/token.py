@@ -7,11 +7,18 @@ import hashlib
 import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Final
 
 from .errors import InvalidToken
 
-__all__ = ["FORMAT_VERSION", "UNKNOWN_TIME", "Token", "fingerprint"]
+__all__ = [
+    "FORMAT_VERSION",
+    "KINDS",
+    "PERSONAL_TOKEN_LIFETIME",
+    "UNKNOWN_TIME",
+    "Token",
+    "fingerprint",
+]
 
 #: Version written in :meth:`Token.to_dict`; :meth:`Token.from_dict` refuses newer ones.
 FORMAT_VERSION = 1
@@ -21,6 +28,13 @@ FORMAT_VERSION = 1
 UNKNOWN_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 _TOKEN_TYPES = {"bearer": "Bearer"}
+
+#: The kinds of Webex credentials a token can be (DESIGN section 12): an integration's
+#: OAuth token, a Service App's token for one organization, a bot's static token, or a
+#: personal access token.
+KINDS: Final = ("integration", "service_app", "bot", "personal")
+#: How long a personal access token lasts when nothing else says (Webex: 12 hours).
+PERSONAL_TOKEN_LIFETIME: Final = timedelta(hours=12)
 
 
 def fingerprint(secret: str) -> str:
@@ -122,6 +136,15 @@ def _token_type(value: Any) -> str:
     return _TOKEN_TYPES[value.lower()]
 
 
+def _kind(value: Any) -> str:
+    if value is None:
+        return "integration"
+    if not isinstance(value, str) or value not in KINDS:
+        shown = value if isinstance(value, str) and len(value) < 40 else type(value).__name__
+        raise InvalidToken(f"unknown token kind {shown!r}; a token is one of: {', '.join(KINDS)}")
+    return value
+
+
 def _scopes(value: Any, field: str = "scope") -> tuple[str, ...]:
     if value is None:
         return ()
@@ -139,6 +162,14 @@ class Token:
     Build one from a token-endpoint answer with :meth:`from_response`, or from stored
     data with :meth:`from_dict`. ``repr()`` and ``str()`` never show a secret: they show
     a fingerprint of the access token instead.
+
+    ``kind`` says what sort of Webex credential it is (one of :data:`KINDS`):
+    ``"integration"`` (the default: an OAuth token of an integration), ``"service_app"``
+    (a Service App's token for the organization ``org_id``), ``"bot"`` (a bot's token,
+    which never expires) or ``"personal"`` (a personal access token; without an
+    ``expires_at`` it expires 12 hours after ``saved_at``). ``id_token`` is the OpenID
+    Connect ID token of the login, when ``openid`` was asked for; like the access and
+    refresh tokens it is never shown.
     """
 
     access_token: str
@@ -150,6 +181,9 @@ class Token:
     client_id: str | None = None
     account: str | None = None
     saved_at: datetime = dataclasses.field(default_factory=_utcnow)
+    kind: str = "integration"
+    org_id: str | None = None
+    id_token: str | None = None
 
     def __post_init__(self) -> None:
         _text(self.access_token, "access_token", required=True)
@@ -170,6 +204,16 @@ class Token:
         object.__setattr__(self, "scopes", _scopes(self.scopes, "scopes"))
         _text(self.client_id, "client_id")
         _text(self.account, "account")
+        object.__setattr__(self, "kind", _kind(self.kind))
+        _text(self.org_id, "org_id")
+        _text(self.id_token, "id_token")
+        if self.kind == "personal" and self.expires_at is None:
+            # Webex personal access tokens last 12 hours from when they were made.
+            object.__setattr__(
+                self,
+                "expires_at",
+                _after(self.saved_at, PERSONAL_TOKEN_LIFETIME.total_seconds(), "saved_at"),
+            )
 
     # -- construction ----------------------------------------------------------------
 
@@ -181,6 +225,8 @@ class Token:
         *,
         client_id: str | None = None,
         account: str | None = None,
+        kind: str = "integration",
+        org_id: str | None = None,
     ) -> Token:
         """Build a token from the JSON answer of the Webex token endpoint.
 
@@ -213,6 +259,9 @@ class Token:
             client_id=client_id,
             account=account,
             saved_at=now,
+            kind=kind,
+            org_id=org_id,
+            id_token=_text(response.get("id_token"), "id_token"),
         )
 
     @classmethod
@@ -253,6 +302,9 @@ class Token:
             client_id=_text(data.get("client_id"), "client_id"),
             account=_text(data.get("account"), "account"),
             saved_at=saved_at or UNKNOWN_TIME,
+            kind=_kind(data.get("kind")),
+            org_id=_text(data.get("org_id"), "org_id"),
+            id_token=_text(data.get("id_token"), "id_token"),
         )
 
     @classmethod
@@ -280,13 +332,19 @@ class Token:
             client_id=_text(data.get("client_id"), "client_id"),
             account=_text(data.get("account"), "account"),
             saved_at=saved_at or UNKNOWN_TIME,
+            id_token=_text(data.get("id_token"), "id_token"),
         )
 
     # -- serialisation ---------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the stable, versioned JSON form (``"version": 1``)."""
-        return {
+        """Return the stable, versioned JSON form (``"version": 1``).
+
+        ``kind``, ``org_id`` and ``id_token`` are written only when they say something
+        (a kind other than ``"integration"``, a value that is set), so the record of an
+        integration token is exactly what earlier releases wrote and read.
+        """
+        data = {
             "version": FORMAT_VERSION,
             "access_token": self.access_token,
             "refresh_token": self.refresh_token,
@@ -298,6 +356,13 @@ class Token:
             "account": self.account,
             "saved_at": _iso(self.saved_at),
         }
+        if self.kind != "integration":
+            data["kind"] = self.kind
+        if self.org_id is not None:
+            data["org_id"] = self.org_id
+        if self.id_token is not None:
+            data["id_token"] = self.id_token
+        return data
 
     def to_authlib(self) -> dict[str, Any]:
         """Return the dict form Authlib's ``OAuth2Session(token=...)`` expects."""
@@ -368,6 +433,10 @@ class Token:
         parts.append(f"refresh_token={'present' if self.refresh_token else 'absent'}")
         if self.scopes:
             parts.append(f"scopes={' '.join(self.scopes)!r}")
+        if self.kind != "integration":
+            parts.append(f"kind={self.kind!r}")
+        if self.org_id is not None:
+            parts.append(f"org_id={self.org_id!r}")
         return f"Token({', '.join(parts)})"
 
     __str__ = __repr__
