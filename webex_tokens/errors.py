@@ -139,7 +139,12 @@ class TokenEndpointError(OAuthError):
     Attributes:
         status: the HTTP status code, or None when no answer came.
         error: the OAuth2 ``error`` code (``invalid_client``, ...), or None.
-        description: the ``error_description`` sent by the server, or None.
+        description: the ``error_description`` sent by the server (scrubbed of every
+            secret the request carried), or None.
+        delivered: whether the request reached Webex: True when an answer came, False
+            when it provably did not (the connection failed), None when nobody can tell
+            (the answer timed out): Webex may then have used a refresh token that must
+            not be presented again.
     """
 
     def __init__(
@@ -149,11 +154,13 @@ class TokenEndpointError(OAuthError):
         status: int | None = None,
         error: str | None = None,
         description: str | None = None,
+        delivered: bool | None = True,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
         self.description = description
+        self.delivered = delivered
 
 
 class ReauthorizationRequired(OAuthError):
