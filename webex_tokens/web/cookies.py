@@ -28,6 +28,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import math
 import os
 import re
 from typing import Any, Final, Literal, TypeGuard
@@ -132,14 +133,15 @@ class LoginTicket:
         verifier: its PKCE code verifier.
         session: the id of the session the login opens when it succeeds (fresh at each
             login).
-        started: when ``/login`` made it, seconds since the epoch.
+        started: when ``/login`` made it, seconds since the epoch, to the millisecond
+            (which orders a browser's logins in progress).
         nonce: the OpenID Connect nonce, when the request had one.
     """
 
     state: str
     verifier: str
     session: str
-    started: int
+    started: float
     nonce: str | None = None
 
     def to_payload(self) -> dict[str, Any]:
@@ -178,7 +180,7 @@ class SessionTicket:
 
     account: str
     session: str
-    issued: int
+    issued: float
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON object to seal."""
@@ -199,5 +201,7 @@ def _text(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and bool(value)
 
 
-def _time(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+def _time(value: object) -> TypeGuard[float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and value >= 0

@@ -262,7 +262,7 @@ class LoginFlow:
                 oldest are cleared beyond ``max_logins_per_browser``). A single value, as
                 earlier releases took, is ignored.
         """
-        now = int(self._clock())
+        now = round(self._clock(), 3)
         request = self.oauth.authorization_request()
         nonce = getattr(request, "nonce", None)  # set by an OpenID Connect request
         ticket = LoginTicket(
@@ -444,7 +444,7 @@ class LoginFlow:
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _fresh(self, issued: int, max_age: int) -> bool:
+    def _fresh(self, issued: float, max_age: int) -> bool:
         now = self._clock()
         return issued - _CLOCK_SKEW <= now <= issued + max_age
 
@@ -483,12 +483,12 @@ class LoginFlow:
                 fields["nonce"] = login.nonce
         return AuthorizationRequest(**fields)
 
-    def _crowded_out(self, cookies: Mapping[str, str], now: int) -> list[Cookie]:
+    def _crowded_out(self, cookies: Mapping[str, str], now: float) -> list[Cookie]:
         """Clearing cookies for the browser's login cookies that are unreadable, expired,
         or the oldest beyond ``max_logins_per_browser - 1`` (the new one makes up the
         rest)."""
         names = [name for name in cookies if name.startswith(self._login_prefix)]
-        kept: list[tuple[int, str]] = []
+        kept: list[tuple[float, str]] = []
         dropped: list[str] = names[_MAX_EXAMINED:]
         for name in names[:_MAX_EXAMINED]:
             login = self._open_login(cookies[name])
