@@ -6,7 +6,8 @@ at ``/oauth/webex/callback``, and reads only the standard settings:
     WEBEX_CLIENT_ID, WEBEX_CLIENT_SECRET      the integration (developer.webex.com)
     WEBEX_REDIRECT_URI                        default http://localhost:8000/oauth/webex/callback
     WEBEX_TOKENS_STORE                        where tokens live, e.g. sqlite:///tokens.db
-    WEBEX_TOKENS_SECRET_KEY                   signs the login cookies (set it in production)
+    WEBEX_TOKENS_SECRET_KEY                   seals the login cookies (set it in production,
+                                              the same for every worker and host)
 
 Run it:
 
@@ -40,7 +41,7 @@ app.include_router(login.api_router())  # /oauth/webex/login, /callback, /logout
 @app.get("/me")
 async def me(request: Request) -> dict[str, Any]:
     """Call Webex as the user logged in in this browser."""
-    account = login.current_account(request)
+    account = await login.current_account_async(request)  # None after /logout, everywhere
     if account is None:
         raise HTTPException(401, detail=f"not signed in: open {login.flow.login_path}")
     async with httpx.AsyncClient(auth=webex.auth(account), timeout=10) as http:

@@ -1,7 +1,7 @@
 """The Flask login blueprint on a real werkzeug server on loopback, driven by an HTTP
 client that keeps cookies and follows redirects like a browser, through FakeWebex and
 back. The logic is shared with the Starlette routes (tested in test_web_fastapi.py);
-this checks the Flask side of it end to end.
+this checks the Flask side of it end to end, hostile cookies and logout included.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from webex_tokens.registry import open_url
 from webex_tokens.store import TokenStore
 from webex_tokens.testing.fake_webex import FakeWebex
 from webex_tokens.token import Token
+from webex_tokens.web import ACCOUNT_COOKIE, LoginFlow
 from webex_tokens.web.flask import WebexLogin
 
 SECRET_KEY = "test-secret-key-0123456789"
@@ -168,3 +169,62 @@ def test_declined_login_stores_nothing(sites: Any, fake_webex: FakeWebex) -> Non
         declined = person.get(site.base + "/oauth/webex/login")
     assert declined.status_code == 400 and "declined" in declined.text
     assert site.store.names() == []
+
+
+def signs_in(response: httpx.Response) -> bool:
+    """Whether ``response`` gives the browser an account cookie."""
+    return any(
+        "_account=" in header and "Max-Age=0" not in header
+        for header in response.headers.get_list("set-cookie")
+    )
+
+
+def test_logout_ends_the_session_for_a_copied_cookie(sites: Any, fake_webex: FakeWebex) -> None:
+    site = sites()
+    with browser() as person:
+        assert person.get(site.base + "/oauth/webex/login").status_code == 200
+        with httpx.Client(cookies=dict(person.cookies), timeout=10) as thief:
+            assert thief.get(site.base + "/me").status_code == 200
+            assert person.get(site.base + "/oauth/webex/logout").status_code == 200
+            assert thief.get(site.base + "/me").status_code == 401
+    assert site.store.names() == ["alice@example.com"]
+
+
+def test_hostile_cookies_never_sign_anyone_in(sites: Any, fake_webex: FakeWebex) -> None:
+    site = sites()
+    other = LoginFlow(site.store, site.oauth, secret_key="another-app-secret-key-42")
+    with browser() as person:
+        callback = start_login(person, site, fake_webex)
+        ((name, genuine),) = [(c.name, c.value) for c in person.cookies.jar]
+        foreign = other.login().cookies[-1].value
+        tampered = genuine[:40] + ("x" if genuine[40] != "x" else "y") + genuine[41:]
+        for value in (genuine[:-6], tampered, genuine * 5, foreign):
+            assert value is not None
+            with httpx.Client(cookies={name: value}, timeout=10) as attacker:
+                refused = attacker.get(callback)
+            assert refused.status_code == 400 and not signs_in(refused)
+            with httpx.Client(cookies={ACCOUNT_COOKIE: value}, timeout=10) as attacker:
+                assert attacker.get(site.base + "/me").status_code == 401
+        assert fake_webex.calls["authorization_code"] == 0
+        assert person.get(callback).status_code == 200
+    assert site.store.names() == ["alice@example.com"]
+
+
+def test_secure_cookies_are_host_only(sites: Any, fake_webex: FakeWebex) -> None:
+    site = sites(cookie_secure=True)
+    with httpx.Client(timeout=10) as client:
+        started = client.get(site.base + "/oauth/webex/login")
+        (header,) = started.headers.get_list("set-cookie")
+        attributes = [part.strip() for part in header.split(";")]
+        assert attributes[0].startswith("__Host-webex_tokens_login_")
+        assert {"Secure", "HttpOnly", "Path=/"} <= set(attributes)
+        assert not any(part.lower().startswith("domain") for part in attributes)
+        callback = fake_webex.approve(started.headers["location"])
+        done = client.get(callback, headers={"Cookie": attributes[0]})
+        assert done.status_code == 200
+        cookies = [c.split(";")[0] for c in done.headers.get_list("set-cookie")]
+        (account,) = [c for c in cookies if c.startswith("__Host-webex_tokens_account=")]
+        me = client.get(site.base + "/me", headers={"Cookie": account})
+        assert me.json()["account"] == "alice@example.com"
+        planted = account.removeprefix("__Host-")
+        assert client.get(site.base + "/me", headers={"Cookie": planted}).status_code == 401

@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - exercised without the extra
 from ..oauth import WebexOAuth
 from ..store import TokenStore
 from ..token import Token
-from .flow import ACCOUNT_COOKIE, DEFAULT_PREFIX, LOGIN_COOKIE, LoginFlow, WebResponse
+from .flow import DEFAULT_PREFIX, LoginFlow, WebResponse
 
 __all__ = ["WebexLogin"]
 
@@ -50,8 +50,9 @@ class WebexLogin:
         health: also serve ``GET /health``.
         name: the blueprint's name (for ``url_for("webex_tokens.login")``).
         options: the other options of :class:`~webex_tokens.web.flow.LoginFlow`
-            (``secret_key``, ``prefix``, ``success_url``, ``max_pending``, ``pending_ttl``,
-            ``account_max_age``, ``cookie_secure``).
+            (``secret_key``, ``prefix``, ``success_url``, ``pending_ttl``,
+            ``account_max_age``, ``cookie_secure``, ``session_store``,
+            ``max_logins_per_browser``).
 
     Raises:
         ConfigError: see :class:`~webex_tokens.web.flow.LoginFlow`.
@@ -79,21 +80,23 @@ class WebexLogin:
         self.blueprint = blueprint
 
     def current_account(self) -> str | None:
-        """The account the browser of the current request logged in as, or None."""
-        return self.flow.current_account(flask.request.cookies.get(ACCOUNT_COOKIE))
+        """The account the browser of the current request signed in as, or None (see
+        :meth:`~webex_tokens.web.flow.LoginFlow.current_account`; it reads the session
+        store once)."""
+        return self.flow.current_account(flask.request.cookies)
 
     def _login(self) -> flask.Response:
-        return _response(self.flow.login(flask.request.cookies.get(LOGIN_COOKIE)))
+        return _response(self.flow.login(flask.request.cookies))
 
     def _callback(self) -> flask.Response:
         hook = self._account_name
         request = flask.request
         name_for = (lambda token: hook(token, request)) if hook is not None else None
         query = request.query_string.decode("latin-1")
-        return _response(self.flow.callback(query, request.cookies.get(LOGIN_COOKIE), name_for))
+        return _response(self.flow.callback(query, request.cookies, name_for))
 
     def _logout(self) -> flask.Response:
-        return _response(self.flow.logout())
+        return _response(self.flow.logout(flask.request.cookies))
 
     def _health(self) -> flask.Response:
         return _response(self.flow.health())
@@ -104,7 +107,11 @@ def _response(answer: WebResponse) -> flask.Response:
     for cookie in answer.cookies:
         if cookie.value is None:
             response.delete_cookie(
-                cookie.name, path=cookie.path, secure=cookie.secure, httponly=cookie.httponly
+                cookie.name,
+                path=cookie.path,
+                secure=cookie.secure,
+                httponly=cookie.httponly,
+                samesite=cookie.samesite,
             )
         else:
             response.set_cookie(

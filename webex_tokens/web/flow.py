@@ -5,55 +5,55 @@ One implementation of ``/oauth/webex/login``, ``/oauth/webex/callback``,
 query string and the cookies of a request and returns a :class:`WebResponse` (status,
 body, headers, cookies) that each framework turns into its own response.
 
-How a browser is bound to its login:
+Nothing of a login in progress is kept in the server, so nothing there can be flooded,
+and any worker or host holding the same secret key can finish a login another started:
 
 - ``/login`` makes an :class:`~webex_tokens.oauth.AuthorizationRequest` (fresh ``state``
-  and PKCE verifier) and keeps it **server-side**, in :class:`PendingLogins` keyed by
-  ``state`` (bounded in size, expiring), together with the browser's session id;
-- the browser gets a cookie signed with the app's secret key (itsdangerous) that holds
-  only that random session id: never the verifier, the state or a token;
-- ``/callback`` accepts a ``state`` only from the browser that started that login, and
-  only once: the pending request is taken out before the code is exchanged, so a
-  replayed callback finds nothing.
-
-After a successful callback the token is stored under the account name (the email from
-``/people/me``, or what the app's hook returns), and the browser gets a second signed
-cookie naming that account, read back by ``current_account``.
+  and PKCE verifier) and a fresh random session id, and seals them with the time into a
+  cookie of that login's own, named for its state (:meth:`LoginFlow.login_cookie_name`),
+  encrypted and authenticated under a key derived from the secret key
+  (:mod:`webex_tokens.web.cookies`). Several tabs each have theirs; a browser keeps at
+  most ``max_logins_per_browser``, the oldest cleared first.
+- ``/callback`` reads only the cookie named for the ``state`` in its query, opens it,
+  checks its age, compares its state with the query's in constant time and clears it,
+  whatever happens next: each login cookie is used once. The browser that started the
+  login is the one holding that cookie; it is ``HttpOnly``, ``SameSite=Lax`` and, on
+  https, ``__Host-`` prefixed, so no other site, sibling domain or plain-HTTP answer can
+  plant one. Then the request is rebuilt and the code exchanged (with the verifier only
+  this cookie held).
+- A successful callback stores the token under the account name and gives the browser
+  an account cookie, sealed under another derived key, naming the account and the
+  login's session id. :meth:`LoginFlow.current_account` opens it, checks its age and
+  asks the session store whether ``/logout`` ended that session
+  (:mod:`webex_tokens.web.sessions`): a store every worker and host shares.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
+import hashlib
 import hmac
 import logging
 import os
-import re
 import secrets
-import threading
 import time
-from collections.abc import Callable
-from typing import Any, Final, Literal
-from urllib.parse import parse_qs, urlsplit
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+from urllib.parse import parse_qs, urlencode, urlsplit
 
-try:
-    from itsdangerous import BadSignature, URLSafeTimedSerializer
-except ImportError:  # pragma: no cover - exercised without the extras
-    raise ImportError(
-        "webex_tokens.web needs itsdangerous, which is not installed; run: "
-        "pip install 'webex-tokens[fastapi]' (or 'webex-tokens[flask]')"
-    ) from None
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from ..callback import PAGE_HEADERS, handle_callback_query, render_page
-from ..errors import (
-    ConfigError,
-    OAuthError,
-    TokenEndpointError,
-    WebexTokensError,
-)
+from ..errors import ConfigError, OAuthError, StoreError, TokenEndpointError, WebexTokensError
 from ..oauth import AuthorizationRequest, WebexOAuth
 from ..store import TokenStore, validate_name
 from ..token import Token
+from .cookies import Cookie, CookieSealer, LoginTicket, SessionTicket
+from .failures import describe_failure
+from .pending import PendingLogins
+from .request_logs import redact_request_logs
+from .sessions import SessionRevocations
 
 __all__ = [
     "ACCOUNT_COOKIE",
@@ -61,6 +61,7 @@ __all__ = [
     "LOGIN_COOKIE",
     "SECRET_KEY_ENV",
     "Cookie",
+    "Cookies",
     "LoginFlow",
     "PendingLogins",
     "WebResponse",
@@ -70,29 +71,25 @@ log = logging.getLogger(__name__)
 
 #: Where the routes live by default: ``/oauth/webex/login`` and ``/oauth/webex/callback``.
 DEFAULT_PREFIX: Final = "/oauth/webex"
-#: The cookie binding a browser to its logins in progress (a signed random id).
+#: The start of the name of each login cookie (``webex_tokens_login_<16 hex digits>``;
+#: ``__Host-`` before it when the cookies are secure).
 LOGIN_COOKIE: Final = "webex_tokens_login"
-#: The cookie naming the account a browser logged in as (signed).
+#: The name of the account cookie (``__Host-webex_tokens_account`` when secure).
 ACCOUNT_COOKIE: Final = "webex_tokens_account"
-#: The variable read for the cookie-signing key when none is passed.
+#: The variable read for the secret key when none is passed.
 SECRET_KEY_ENV: Final = "WEBEX_TOKENS_SECRET_KEY"  # noqa: S105 - a variable's name
 
+#: What the routes take as a request's cookies: all of them (name -> value); a single
+#: cookie's value (the form of earlier releases); or None.
+Cookies = Mapping[str, str] | str | None
+
 _MIN_SECRET_LENGTH: Final = 16
-_LOGIN_SALT: Final = "webex-tokens.login"
-_ACCOUNT_SALT: Final = "webex-tokens.account"
-
-
-@dataclasses.dataclass(frozen=True)
-class Cookie:
-    """A cookie to set (``value`` not None) or to clear (``value`` None)."""
-
-    name: str
-    value: str | None
-    path: str
-    max_age: int
-    secure: bool
-    httponly: bool = True
-    samesite: Literal["lax", "strict", "none"] = "lax"
+_HOST_PREFIX: Final = "__Host-"
+#: Seconds a cookie's time may lie in the future: clocks of hosts differ a little.
+_CLOCK_SKEW: Final = 60
+#: Login cookies of one request looked at, at most (the rest are cleared unread).
+_MAX_EXAMINED: Final = 32
+_MAX_LOGINS_LIMIT: Final = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,87 +111,6 @@ class WebResponse:
     account: str | None = None
 
 
-@dataclasses.dataclass
-class _Pending:
-    request: AuthorizationRequest
-    browser: str
-    expires: float
-
-
-class PendingLogins:
-    """Authorization requests waiting for their callback, keyed by ``state``.
-
-    Thread-safe, at most ``max_size`` entries (the oldest is dropped to make room) and
-    each kept ``ttl`` seconds. They live in this process's memory: run the app as one
-    process, or route a browser's requests to the same process (sticky sessions).
-
-    Args:
-        max_size: how many logins may be in progress at once.
-        ttl: seconds a login may take from ``/login`` to the callback.
-        clock: the monotonic clock (for tests).
-
-    Raises:
-        ConfigError: ``max_size`` or ``ttl`` is not positive.
-    """
-
-    def __init__(
-        self,
-        max_size: int = 1000,
-        ttl: float = 600.0,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if not max_size >= 1 or not ttl > 0:
-            raise ConfigError(
-                f"max_pending must be 1 or more and pending_ttl a positive number of seconds, "
-                f"not {max_size!r} and {ttl!r}"
-            )
-        self.max_size = int(max_size)
-        self.ttl = float(ttl)
-        self._clock = clock
-        self._entries: collections.OrderedDict[str, _Pending] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        with self._lock:
-            self._purge()
-            return len(self._entries)
-
-    def _purge(self) -> None:
-        now = self._clock()
-        while self._entries:
-            state, oldest = next(iter(self._entries.items()))
-            if oldest.expires > now:
-                break
-            del self._entries[state]
-
-    def add(self, request: AuthorizationRequest, browser: str) -> None:
-        """Keep ``request`` for the browser whose session id is ``browser``."""
-        with self._lock:
-            self._purge()
-            while len(self._entries) >= self.max_size:
-                self._entries.popitem(last=False)
-                log.info("too many logins in progress: the oldest one was dropped")
-            self._entries[request.state] = _Pending(request, browser, self._clock() + self.ttl)
-
-    def take(self, state: str, browser: str | None) -> AuthorizationRequest | str:
-        """Remove and return the request for ``state`` if ``browser`` started it.
-
-        Returns:
-            The request, or why not: ``"unknown"`` (never issued, expired, dropped or
-            already used) or ``"other-browser"`` (then it stays, for its own browser).
-        """
-        with self._lock:
-            self._purge()
-            entry = self._entries.get(state)
-            if entry is None:
-                return "unknown"
-            if browser is None or not hmac.compare_digest(browser.encode(), entry.browser.encode()):
-                return "other-browser"
-            del self._entries[state]
-            return entry.request
-
-
 class LoginFlow:
     """Log users of a web app in with Webex and keep each one's token in a store.
 
@@ -203,21 +119,38 @@ class LoginFlow:
             URL or a configured store name; default: the default store of the settings).
         oauth: the integration (default: from ``WEBEX_CLIENT_ID`` and friends). Its
             redirect URI must point at this app's callback route.
-        secret_key: the key signing the cookies (at least 16 characters); default:
+        secret_key: the key the cookies are encrypted and authenticated under (at least
+            16 characters), the same for every worker and host of the app; default:
             ``WEBEX_TOKENS_SECRET_KEY``, else a key generated for this process (with a
-            warning: logins then do not survive a restart).
+            warning: logins then finish only on the process that started them, and do
+            not survive a restart).
         prefix: the path under which the routes live (``/oauth/webex``).
         success_url: where to send the browser after a successful login (default: a page
             saying who logged in).
-        max_pending: how many logins may be in progress at once.
-        pending_ttl: seconds a login may take.
+        pending_ttl: seconds a login may take, from ``/login`` to the callback.
         account_max_age: seconds the browser stays signed in as its account (the
             account cookie's lifetime).
-        cookie_secure: mark cookies ``Secure`` (default: when the redirect URI is https).
+        cookie_secure: mark cookies ``Secure`` and give them ``__Host-`` names (default:
+            when the redirect URI is https).
+        session_store: where ``/logout`` records ended sessions, checked by
+            :meth:`current_account`: a TokenStore, a store URL or a configured store
+            name, the same for every worker and host of the app, and not the token
+            store. Default: ``web-sessions.db`` (SQLite) in the user data directory,
+            which the processes of one host share.
+        max_logins_per_browser: how many logins one browser may have in progress (tabs);
+            starting one more clears the oldest one's cookie.
+        max_pending: deprecated and ignored: nothing is kept in the server for a login
+            in progress any more.
+        clock: the wall clock, seconds since the epoch (for tests).
+
+    Attributes:
+        account_cookie: the account cookie's name (``__Host-`` prefixed when secure).
+        sessions: the ended sessions (:class:`~webex_tokens.web.sessions.SessionRevocations`).
 
     Raises:
         ConfigError: a setting is invalid, the credentials are missing, or the redirect
             URI's path is not ``{prefix}/callback``.
+        StoreError: the token store or a named session store cannot be opened.
     """
 
     def __init__(
@@ -228,16 +161,37 @@ class LoginFlow:
         secret_key: str | bytes | None = None,
         prefix: str = DEFAULT_PREFIX,
         success_url: str | None = None,
-        max_pending: int = 1000,
         pending_ttl: float = 600.0,
         account_max_age: int = 7 * 24 * 3600,
         cookie_secure: bool | None = None,
+        session_store: TokenStore | str | None = None,
+        max_logins_per_browser: int = 5,
+        max_pending: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not isinstance(prefix, str) or not prefix.startswith("/") or prefix.endswith("/"):
             raise ConfigError(
                 f"prefix must be a path starting with / and not ending with /, such as "
                 f"{DEFAULT_PREFIX}, not {prefix!r}"
             )
+        if max_pending is not None:
+            warnings.warn(
+                "max_pending is deprecated and ignored: logins in progress are kept in a "
+                "sealed browser cookie, not in the server; max_logins_per_browser bounds "
+                "the logins of one browser",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        _check_number(pending_ttl, "pending_ttl", "a number of seconds, e.g. 600", low=1)
+        _check_number(account_max_age, "account_max_age", "a number of seconds, e.g. 604800", low=1)
+        _check_number(
+            max_logins_per_browser,
+            "max_logins_per_browser",
+            f"a whole number from 1 to {_MAX_LOGINS_LIMIT}",
+            low=1,
+            high=_MAX_LOGINS_LIMIT,
+            whole=True,
+        )
         if isinstance(store, str) or store is None:
             from ..registry import open_store
 
@@ -249,7 +203,10 @@ class LoginFlow:
         self.callback_path = prefix + "/callback"
         self.logout_path = prefix + "/logout"
         self.success_url = success_url
+        self.pending_ttl = int(pending_ttl)
         self.account_max_age = int(account_max_age)
+        self.max_logins_per_browser = int(max_logins_per_browser)
+        self._clock = clock
         redirect = urlsplit(self.oauth.redirect_uri)
         if redirect.path != self.callback_path:
             raise ConfigError(
@@ -259,38 +216,73 @@ class LoginFlow:
                 "or change the prefix"
             )
         self.cookie_secure = redirect.scheme == "https" if cookie_secure is None else cookie_secure
-        self.pending = PendingLogins(max_pending, pending_ttl)
+        # __Host- cookies: Secure, Path=/ and no Domain, so only this host over https can
+        # set them; browsers refuse the prefix without Secure, so plain names over http.
+        host_prefix = _HOST_PREFIX if self.cookie_secure else ""
+        self.account_cookie = host_prefix + ACCOUNT_COOKIE
+        self._login_prefix = host_prefix + LOGIN_COOKIE + "_"
+        self._login_cookie_path = "/" if self.cookie_secure else prefix
+        self.sessions = SessionRevocations.for_app(session_store, store, clock=clock)
         key = _secret_key(secret_key)
-        self._login_signer = URLSafeTimedSerializer(key, salt=_LOGIN_SALT)
-        self._account_signer = URLSafeTimedSerializer(key, salt=_ACCOUNT_SALT)
-        _redact_request_logs(self.callback_path)
+        client = self.oauth.client_id.encode()
+        self._login_sealer = CookieSealer(
+            key, "login", client + b"\0" + self.oauth.redirect_uri.encode()
+        )
+        self._account_sealer = CookieSealer(key, "account", client)
+        self._legacy_pending: PendingLogins | None = None
+        redact_request_logs(self.callback_path)
+
+    @property
+    def pending(self) -> PendingLogins:
+        """Deprecated: always empty; logins in progress are in the browsers' cookies."""
+        warnings.warn(
+            "LoginFlow.pending is deprecated and always empty: logins in progress are kept "
+            "in sealed browser cookies, not in the server",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if self._legacy_pending is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._legacy_pending = PendingLogins(ttl=self.pending_ttl)
+        return self._legacy_pending
+
+    def login_cookie_name(self, state: str) -> str:
+        """The name of the cookie of the login whose ``state`` is given."""
+        digest = hashlib.sha256(state.encode("utf-8", "surrogatepass")).hexdigest()
+        return self._login_prefix + digest[:16]
 
     # -- routes -----------------------------------------------------------------------
 
-    def login(self, login_cookie: str | None) -> WebResponse:
-        """``GET {prefix}/login``: redirect to Webex; keep the request server-side.
+    def login(self, cookies: Cookies = None) -> WebResponse:
+        """``GET {prefix}/login``: redirect to Webex with a fresh login sealed in a cookie.
 
         Args:
-            login_cookie: the value of the :data:`LOGIN_COOKIE` cookie, if any (a browser
-                with a valid one keeps its session id, so several tabs can log in).
+            cookies: the request's cookies (its other logins in progress, of which the
+                oldest are cleared beyond ``max_logins_per_browser``). A single value, as
+                earlier releases took, is ignored.
         """
-        browser = self._browser(login_cookie) or secrets.token_urlsafe(32)
+        now = round(self._clock(), 3)
         request = self.oauth.authorization_request()
-        self.pending.add(request, browser)
-        cookie = Cookie(
-            LOGIN_COOKIE,
-            self._login_signer.dumps(browser),
-            path=self.prefix,  # sent to the login and callback routes only
-            max_age=int(self.pending.ttl),
-            secure=self.cookie_secure,
+        nonce = getattr(request, "nonce", None)  # set by an OpenID Connect request
+        ticket = LoginTicket(
+            request.state,
+            request.code_verifier,
+            secrets.token_urlsafe(16),  # the new session's id: fresh at each login
+            now,
+            nonce if isinstance(nonce, str) else None,
         )
+        cookie = self._login_cookie(
+            self.login_cookie_name(request.state), self._login_sealer.seal(ticket.to_payload())
+        )
+        crowded_out = self._crowded_out(cookies if isinstance(cookies, Mapping) else {}, now)
         headers = (("Location", request.url), ("Cache-Control", "no-store"))
-        return WebResponse(302, b"", headers, (cookie,))
+        return WebResponse(302, b"", headers, (*crowded_out, cookie))
 
     def callback(
         self,
         query: str,
-        login_cookie: str | None,
+        cookies: Cookies,
         account_name: Callable[[Token], str] | None = None,
     ) -> WebResponse:
         """``GET {prefix}/callback``: check, exchange the code, store the token.
@@ -300,7 +292,7 @@ class LoginFlow:
 
         Args:
             query: the raw query string of the request.
-            login_cookie: the value of the :data:`LOGIN_COOKIE` cookie, if any.
+            cookies: the request's cookies; or the value of this login's cookie alone.
             account_name: the app's hook naming the account from the new token (it has
                 ``account``, the email from ``/people/me``); default: that email.
 
@@ -308,113 +300,251 @@ class LoginFlow:
             200 (or 303 to ``success_url``) with the account cookie on success; 400 when
             the callback is unknown, used, expired, from another browser, declined or
             malformed; 502 when Webex refused the exchange; 500 when the store failed.
+            Every answer to a callback that came with its login cookie clears it.
         """
         state = _single(query, "state")
-        browser = self._browser(login_cookie)
-        taken = self.pending.take(state, browser) if state else "unknown"
-        if taken == "unknown":
-            log.info("callback refused: its state is unknown, expired or already used")
-            return self._page(
+        if state is None:
+            log.info("callback refused: it carries no single state")
+            return self._not_recognised()
+        cookie_name = self.login_cookie_name(state)
+        value = cookies.get(cookie_name) if isinstance(cookies, Mapping) else cookies
+        if not value:
+            origin = urlsplit(self.oauth.redirect_uri)
+            log.info(
+                "callback refused: the browser has no login cookie for its state (already "
+                "used, another browser's, or the login opened at another host name than "
+                "the redirect URI's %s)",
+                origin.hostname,
+            )
+            return self._not_recognised()
+        used = self._clear(cookie_name, self._login_cookie_path)
+        login = self._open_login(value)
+        if login is None:
+            log.warning(
+                "callback refused: its login cookie was not sealed by this app (forged, "
+                "altered, truncated, or made with another secret key or integration)"
+            )
+            return self._not_recognised(used)
+        if not self._fresh(login.started, self.pending_ttl):
+            log.info("callback refused: its login is older than pending_ttl")
+            page = self._page(
                 400,
                 "Sign-in link expired",
-                "This sign-in response is unknown, expired or was already used. "
-                "Start the sign-in again.",
+                "This sign-in took too long and has expired. Start the sign-in again.",
             )
-        if taken == "other-browser" and browser is None:
-            origin = urlsplit(self.oauth.redirect_uri)
-            log.warning(
-                "callback refused: no valid login cookie came with it; if the login was "
-                "opened at another host name than the redirect URI's (%s), open it at %s://%s",
-                origin.hostname,
-                origin.scheme,
-                origin.netloc,
-            )
-            return self._page(
-                400,
-                "Sign-in cookie missing",
-                "This sign-in response came without the cookie of the browser that started "
-                f"it. Start the sign-in again from this browser, at {origin.scheme}://"
-                f"{origin.netloc}{self.login_path}.",
-            )
-        if taken == "other-browser":
-            log.warning("callback refused: its state belongs to a login of another browser")
-            return self._page(
-                400,
-                "Sign-in link not recognised",
-                "This sign-in response belongs to a sign-in started in another browser. "
-                "Start the sign-in again from this browser.",
-            )
-        assert isinstance(taken, AuthorizationRequest)
-        outcome = handle_callback_query(query, taken.state)
+            return dataclasses.replace(page, cookies=(used,))
+        if not hmac.compare_digest(state.encode(), login.state.encode()):
+            log.warning("callback refused: its state is not the one of its login cookie")
+            return self._not_recognised(used)
+        request = self._resume(login)
+        outcome = handle_callback_query(query, request.state)
         if outcome.error is not None:
             log.info("callback refused: %s", outcome.error)
-            return WebResponse(outcome.status, outcome.page, PAGE_HEADERS)
+            return WebResponse(outcome.status, outcome.page, PAGE_HEADERS, (used,))
         assert outcome.result is not None
         try:
-            token = self.oauth.exchange_code(outcome.result.code, taken)
+            token = self.oauth.exchange_code(outcome.result.code, request)
             name = validate_name(account_name(token) if account_name is not None else token.account)
             self.store.put(name, token.replace(account=token.account or name))
-        except TokenEndpointError as exc:
-            log.warning("login failed at the token endpoint: %s", exc)
-            return self._page(502, "Sign-in failed", f"{exc}.")
         except OAuthError as exc:
-            log.warning("login failed: %s", exc)
-            return self._page(400, "Sign-in failed", f"{exc}.")
+            log.warning("login failed: %s", describe_failure(exc, self.oauth.redirect_uri))
+            return self._failed(502 if isinstance(exc, TokenEndpointError) else 400, used)
         except WebexTokensError as exc:  # the store, or the name the app's hook chose
             log.error("login failed: the token could not be stored: %s", exc)
-            return self._page(500, "Sign-in failed", "The token could not be stored.")
+            page = self._page(500, "Sign-in failed", "The token could not be stored.")
+            return dataclasses.replace(page, cookies=(used,))
         log.info("logged in %r: token %s stored", name, token.fingerprint)
-        cookie = Cookie(
-            ACCOUNT_COOKIE,
-            self._account_signer.dumps(name),
+        session = SessionTicket(name, login.session, int(self._clock()))
+        signed_in = Cookie(
+            self.account_cookie,
+            self._account_sealer.seal(session.to_payload()),
             path="/",
             max_age=self.account_max_age,
             secure=self.cookie_secure,
         )
+        cookies_out = (used, signed_in)
         if self.success_url:
             headers = (("Location", self.success_url), ("Cache-Control", "no-store"))
-            return WebResponse(303, b"", headers, (cookie,), account=name)
-        page = render_page(
+            return WebResponse(303, b"", headers, cookies_out, account=name)
+        done = render_page(
             "Webex sign-in complete",
             f"You are signed in as {name}. You can close this tab and return to the app.",
         )
-        return WebResponse(200, page, PAGE_HEADERS, (cookie,), account=name)
+        return WebResponse(200, done, PAGE_HEADERS, cookies_out, account=name)
 
-    def logout(self) -> WebResponse:
-        """``GET {prefix}/logout``: forget the browser's account (the token stays stored)."""
+    def logout(self, cookies: Cookies = None) -> WebResponse:
+        """``GET {prefix}/logout``: end the browser's session everywhere (the token stays).
+
+        The session named by the account cookie is recorded as ended in the session
+        store, so the cookie, even copied elsewhere, no longer signs anyone in on any
+        worker or host sharing that store; the browser's cookies are cleared.
+
+        Args:
+            cookies: the request's cookies; or the value of the account cookie alone.
+
+        Returns:
+            200; 500 when the session could not be recorded as ended (the browser's
+            cookies are cleared all the same).
+        """
+        jar = cookies if isinstance(cookies, Mapping) else {}
+        value = jar.get(self.account_cookie) if isinstance(cookies, Mapping) else cookies
+        cleared = [self._clear(self.account_cookie, "/")]
+        cleared += [
+            self._clear(name, self._login_cookie_path)
+            for name in jar
+            if name.startswith(self._login_prefix)
+        ]
+        session = self._open_session(value)
+        if session is not None and self._fresh(session.issued, self.account_max_age):
+            try:
+                self.sessions.revoke(session.session, session.issued + self.account_max_age)
+            except StoreError as exc:
+                log.error("logout of %r not recorded: %s", session.account, exc)
+                page = self._page(
+                    500,
+                    "Sign-out incomplete",
+                    "This browser is signed out, but the app could not end the session "
+                    "on its server. Sign in and out again, or tell the app's operator.",
+                )
+                return dataclasses.replace(page, cookies=tuple(cleared))
+            log.info("logged out %r: session ended", session.account)
         response = self._page(200, "Signed out", "This browser is no longer signed in.")
-        cleared = Cookie(ACCOUNT_COOKIE, None, path="/", max_age=0, secure=self.cookie_secure)
-        return dataclasses.replace(response, cookies=(cleared,))
+        return dataclasses.replace(response, cookies=tuple(cleared))
 
     def health(self) -> WebResponse:
         """``GET /health``: ``{"status": "ok"}``."""
         headers = (("Content-Type", "application/json"), ("Cache-Control", "no-store"))
         return WebResponse(200, b'{"status": "ok"}', headers)
 
-    def current_account(self, account_cookie: str | None) -> str | None:
-        """The account the browser logged in as, from its :data:`ACCOUNT_COOKIE`, or None
-        (no cookie, a forged one, or one older than ``account_max_age``)."""
-        return self._unsign(self._account_signer, account_cookie, self.account_max_age)
+    def current_account(self, cookies: Cookies) -> str | None:
+        """The account the browser signed in as, or None.
+
+        None when there is no account cookie, when it is forged, altered, truncated or
+        sealed with another key, when it is older than ``account_max_age``, when its
+        session was ended by ``/logout``, and when the session store cannot be read (so
+        a failure never signs anyone in). Blocking: one read of the session store.
+
+        Args:
+            cookies: the request's cookies; or the value of the account cookie alone.
+        """
+        value = cookies.get(self.account_cookie) if isinstance(cookies, Mapping) else cookies
+        session = self._open_session(value)
+        if session is None or not self._fresh(session.issued, self.account_max_age):
+            return None
+        try:
+            ended = self.sessions.is_revoked(session.session)
+        except StoreError as exc:
+            log.error(
+                "could not check the session of %r, so it counts as signed out: %s",
+                session.account,
+                exc,
+            )
+            return None
+        return None if ended else session.account
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _browser(self, login_cookie: str | None) -> str | None:
-        return self._unsign(self._login_signer, login_cookie, int(self.pending.ttl))
+    def _fresh(self, issued: float, max_age: int) -> bool:
+        now = self._clock()
+        return issued - _CLOCK_SKEW <= now <= issued + max_age
 
-    @staticmethod
-    def _unsign(signer: URLSafeTimedSerializer, value: str | None, max_age: int) -> str | None:
-        if not value:
-            return None
-        try:
-            loaded: Any = signer.loads(value, max_age=max_age)
-        except BadSignature:  # also SignatureExpired
-            return None
-        return loaded if isinstance(loaded, str) else None
+    def _open_login(self, value: object) -> LoginTicket | None:
+        return LoginTicket.from_payload(self._login_sealer.open(value))
+
+    def _open_session(self, value: object) -> SessionTicket | None:
+        return SessionTicket.from_payload(self._account_sealer.open(value))
+
+    def _resume(self, login: LoginTicket) -> AuthorizationRequest:
+        """The authorization request ``login`` was made from, as ``/login`` made it.
+
+        Its URL is rebuilt from the integration's settings: ``exchange_code`` checks
+        that the URL's challenge is the verifier's and that nothing else differs.
+        """
+        oauth = self.oauth
+        params = {
+            "response_type": "code",
+            "client_id": oauth.client_id,
+            "redirect_uri": oauth.redirect_uri,
+            "scope": " ".join(oauth.scopes),
+            "state": login.state,
+            "code_challenge": create_s256_code_challenge(login.verifier),
+            "code_challenge_method": "S256",
+        }
+        fields: dict[str, Any] = {
+            "url": oauth.authorize_url + "?" + urlencode(params),
+            "state": login.state,
+            "code_verifier": login.verifier,
+            "redirect_uri": oauth.redirect_uri,
+        }
+        if login.nonce is not None:
+            params["nonce"] = login.nonce
+            fields["url"] = oauth.authorize_url + "?" + urlencode(params)
+            if "nonce" in {field.name for field in dataclasses.fields(AuthorizationRequest)}:
+                fields["nonce"] = login.nonce
+        return AuthorizationRequest(**fields)
+
+    def _crowded_out(self, cookies: Mapping[str, str], now: float) -> list[Cookie]:
+        """Clearing cookies for the browser's login cookies that are unreadable, expired,
+        or the oldest beyond ``max_logins_per_browser - 1`` (the new one makes up the
+        rest)."""
+        names = [name for name in cookies if name.startswith(self._login_prefix)]
+        kept: list[tuple[float, str]] = []
+        dropped: list[str] = names[_MAX_EXAMINED:]
+        for name in names[:_MAX_EXAMINED]:
+            login = self._open_login(cookies[name])
+            if login is None or not self._fresh(login.started, self.pending_ttl):
+                dropped.append(name)
+            else:
+                kept.append((login.started, name))
+        kept.sort(reverse=True)
+        dropped += [name for _, name in kept[self.max_logins_per_browser - 1 :]]
+        return [self._clear(name, self._login_cookie_path) for name in dropped]
+
+    def _login_cookie(self, name: str, value: str) -> Cookie:
+        return Cookie(
+            name,
+            value,
+            path=self._login_cookie_path,
+            max_age=self.pending_ttl,
+            secure=self.cookie_secure,
+        )
+
+    def _clear(self, name: str, path: str) -> Cookie:
+        return Cookie(name, None, path=path, max_age=0, secure=self.cookie_secure)
+
+    def _not_recognised(self, *cleared: Cookie) -> WebResponse:
+        origin = urlsplit(self.oauth.redirect_uri)
+        page = self._page(
+            400,
+            "Sign-in not recognised",
+            "This sign-in response does not belong to a sign-in in progress in this "
+            "browser: it was already used, or it was started in another browser or at "
+            f"another address than {origin.scheme}://{origin.netloc}. Start the sign-in "
+            f"again from this browser, at {origin.scheme}://{origin.netloc}{self.login_path}.",
+        )
+        return dataclasses.replace(page, cookies=cleared)
+
+    def _failed(self, status: int, used: Cookie) -> WebResponse:
+        page = self._page(
+            status,
+            "Sign-in failed",
+            "Webex did not complete the sign-in. Start the sign-in again; if it keeps "
+            "failing, the app's log says why.",
+        )
+        return dataclasses.replace(page, cookies=(used,))
 
     def _page(self, status: int, title: str, message: str) -> WebResponse:
-        if status >= 400:
+        if status >= 400 and self.login_path not in message:
             message += f" Sign in again: {self.login_path}"
         return WebResponse(status, render_page(title, message), PAGE_HEADERS)
+
+
+def _check_number(
+    value: object, name: str, hint: str, *, low: float, high: float = 1e12, whole: bool = False
+) -> None:
+    kinds = (int,) if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+        raise ConfigError(f"{name} must be {hint}, not {value!r}")
 
 
 def _single(query: str, field: str) -> str | None:
@@ -434,9 +564,10 @@ def _secret_key(secret_key: str | bytes | None) -> str | bytes:
         source = "secret_key"
     if secret_key is None:
         log.warning(
-            "no secret key for signing the login cookies: using one generated for this "
-            "process, so logins in progress and signed-in browsers are forgotten when it "
-            "restarts; pass secret_key= or set %s",
+            "no secret key for the login cookies: using one generated for this process, so "
+            "a login finishes only on the process that started it, and logins in progress "
+            "and signed-in browsers are forgotten when it restarts; give every worker the "
+            "same key with secret_key= or %s",
             SECRET_KEY_ENV,
         )
         return secrets.token_urlsafe(32)
@@ -446,42 +577,3 @@ def _secret_key(secret_key: str | bytes | None) -> str | bytes:
             'with: python -c "import secrets; print(secrets.token_urlsafe(32))"'
         )
     return secret_key
-
-
-class _RedactQueries(logging.Filter):
-    """Replace the query of the callback paths in web servers' request logs: it holds
-    the authorization code and the state."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.paths: set[str] = set()
-        self._pattern: re.Pattern[str] | None = None
-
-    def add(self, path: str) -> None:
-        self.paths.add(path)
-        alternatives = "|".join(re.escape(p) for p in sorted(self.paths, key=len, reverse=True))
-        self._pattern = re.compile(rf"({alternatives})\?[^\s\"']*")
-
-    def _redact(self, value: Any) -> Any:
-        if isinstance(value, str) and self._pattern is not None:
-            return self._pattern.sub(r"\1?[redacted]", value)
-        return value
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self._redact(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(self._redact(arg) for arg in record.args)
-        return True
-
-
-_REDACT = _RedactQueries()
-#: The request loggers of the servers the routes are tested with (others: see the docs).
-_REQUEST_LOGGERS: Final = ("uvicorn.access", "werkzeug")
-
-
-def _redact_request_logs(path: str) -> None:
-    _REDACT.add(path)
-    for name in _REQUEST_LOGGERS:
-        logger = logging.getLogger(name)
-        if _REDACT not in logger.filters:
-            logger.addFilter(_REDACT)

@@ -9,7 +9,7 @@
 
     @app.get("/me")
     async def me(request: Request):
-        account = login.current_account(request)     # who logged in, or None
+        account = await login.current_account_async(request)  # who signed in, or None
 
 Routes: ``GET /oauth/webex/login``, ``GET /oauth/webex/callback``, ``GET
 /oauth/webex/logout`` and (optional) ``GET /health``. The logic is
@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - exercised without the extra
 from ..oauth import WebexOAuth
 from ..store import TokenStore
 from ..token import Token
-from .flow import ACCOUNT_COOKIE, DEFAULT_PREFIX, LOGIN_COOKIE, LoginFlow, WebResponse
+from .flow import DEFAULT_PREFIX, LoginFlow, WebResponse
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -57,8 +57,9 @@ class WebexLogin:
             ``token.account``). It runs in a worker thread.
         health: also serve ``GET /health``.
         options: the other options of :class:`~webex_tokens.web.flow.LoginFlow`
-            (``secret_key``, ``prefix``, ``success_url``, ``max_pending``, ``pending_ttl``,
-            ``account_max_age``, ``cookie_secure``).
+            (``secret_key``, ``prefix``, ``success_url``, ``pending_ttl``,
+            ``account_max_age``, ``cookie_secure``, ``session_store``,
+            ``max_logins_per_browser``).
 
     Raises:
         ConfigError: see :class:`~webex_tokens.web.flow.LoginFlow`.
@@ -101,11 +102,20 @@ class WebexLogin:
         return APIRouter(routes=self.routes)
 
     def current_account(self, request: Request) -> str | None:
-        """The account this browser logged in as, or None."""
-        return self.flow.current_account(request.cookies.get(ACCOUNT_COOKIE))
+        """The account this browser signed in as, or None (see
+        :meth:`~webex_tokens.web.flow.LoginFlow.current_account`).
+
+        Blocking: it reads the session store once. In ``async`` endpoints prefer
+        :meth:`current_account_async`, which does that in a worker thread.
+        """
+        return self.flow.current_account(request.cookies)
+
+    async def current_account_async(self, request: Request) -> str | None:
+        """:meth:`current_account`, reading the session store in a worker thread."""
+        return await asyncio.to_thread(self.flow.current_account, dict(request.cookies))
 
     async def _login(self, request: Request) -> Response:
-        return _response(self.flow.login(request.cookies.get(LOGIN_COOKIE)))
+        return _response(self.flow.login(request.cookies))
 
     async def _callback(self, request: Request) -> Response:
         hook = self._account_name
@@ -113,13 +123,13 @@ class WebexLogin:
         answer = await asyncio.to_thread(
             self.flow.callback,
             request.url.query,
-            request.cookies.get(LOGIN_COOKIE),
+            dict(request.cookies),
             name_for,
         )
         return _response(answer)
 
     async def _logout(self, request: Request) -> Response:
-        return _response(self.flow.logout())
+        return _response(await asyncio.to_thread(self.flow.logout, dict(request.cookies)))
 
     async def _health(self, request: Request) -> Response:
         return _response(self.flow.health())
@@ -130,7 +140,11 @@ def _response(answer: WebResponse) -> Response:
     for cookie in answer.cookies:
         if cookie.value is None:
             response.delete_cookie(
-                cookie.name, path=cookie.path, secure=cookie.secure, httponly=cookie.httponly
+                cookie.name,
+                path=cookie.path,
+                secure=cookie.secure,
+                httponly=cookie.httponly,
+                samesite=cookie.samesite,
             )
         else:
             response.set_cookie(
