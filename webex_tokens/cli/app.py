@@ -1,0 +1,95 @@
+"""The ``webex-tokens`` group: its global options, its error handling and its commands.
+
+Every command works on one store: ``--store NAME|URL``, else ``WEBEX_TOKENS_STORE``, else
+the settings' ``default_store``, else the embedded default (SQLite in the user data
+directory). On a terminal, tables and progress bars are drawn with rich; otherwise the
+output is plain lines that scripts can read.
+
+Exit codes: 0 success; 1 an error (one line on stderr: ``error: ...``) or a partial
+failure; 2 a usage error; 130 interrupted. No traceback is shown unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import WebexTokensError
+from . import demo, doctor, keys, tokens, transfer
+from .errors import describe
+from .output import configure_logging, one_line
+from .state import State, debugging
+
+__all__ = ["cli", "main"]
+
+
+class _Group(click.Group):
+    """Turns library errors into one ``error:`` line and exit 1 (a traceback with --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away (``webex-tokens list | head``): stop quietly.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(1)
+        except (WebexTokensError, OSError) as exc:
+            if debugging(ctx):
+                raise
+            click.echo(f"error: {one_line(describe(exc))}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            if debugging(ctx):
+                raise
+            click.echo("error: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    help="Settings file (default: WEBEX_TOKENS_CONFIG, ./webex-tokens.toml, user config dir).",
+)
+@click.option(
+    "--store",
+    metavar="NAME|URL",
+    help="Store to work on: a configured store name or a store URL (default: the default store).",
+)
+@click.option("--debug", is_flag=True, help="Log debug messages and show tracebacks on errors.")
+@click.version_option(__version__, prog_name="webex-tokens")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, store: str | None, debug: bool) -> None:
+    """Get, keep and refresh Webex OAuth2 tokens in the store of your choice."""
+    configure_logging(debug)
+    ctx.obj = State(config=config, store=store, debug=debug)
+
+
+for _command in (
+    tokens.login,
+    tokens.token,
+    tokens.refresh,
+    tokens.list_,
+    tokens.show,
+    tokens.delete,
+    transfer.migrate,
+    transfer.import_,
+    transfer.export,
+    keys.keygen,
+    keys.rotate_key,
+    doctor.stores,
+    doctor.doctor,
+    demo.demo,
+):
+    cli.add_command(_command)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the ``webex-tokens`` command (the console-script entry point); exits the process."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="webex-tokens")

@@ -1,0 +1,180 @@
+"""How the commands write: rich tables and progress bars on a terminal, plain lines otherwise.
+
+Everything a command prints goes through here, so that every command escapes names the
+same way, draws the same tables and reports progress the same way. rich is imported
+only when a table or a progress bar is drawn on a terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import unicodedata
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Final
+
+import click
+
+__all__ = ["Reporter", "configure_logging", "one_line", "print_table", "safe", "terminal"]
+
+
+def one_line(message: object) -> str:
+    """``message`` as one line: whitespace runs (newlines too) become one space."""
+    return " ".join(str(message).split()) or "unknown error"
+
+
+def safe(text: str) -> str:
+    """``text`` with control characters escaped, so that no name can drive the terminal."""
+    return "".join(
+        repr(char)[1:-1] if unicodedata.category(char) in ("Cc", "Cs") else char for char in text
+    )
+
+
+def terminal() -> bool:
+    """True when standard output is a terminal (rich output), False for a pipe or a file."""
+    return sys.stdout.isatty()
+
+
+def console() -> Any:
+    """A rich console on standard output."""
+    from rich.console import Console
+
+    return Console(file=sys.stdout, highlight=False)
+
+
+_STATUS_STYLES: Final = {
+    "ok": "green",
+    "due": "yellow",
+    "expired": "yellow",
+    "refresh expired": "bold red",
+    "unreadable": "bold red",
+}
+
+
+def print_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, common: int | None = None
+) -> None:
+    """A rich table on a terminal; columns aligned with two spaces otherwise.
+
+    ``common`` is the index of a column that may hold the same value on every row (the
+    store); on a terminal such a column becomes the table's title instead.
+    """
+    if terminal():
+        from rich.table import Table
+        from rich.text import Text
+
+        title = None
+        if common is not None and len({row[common] for row in rows}) == 1:
+            title = f"{headers[common]}: {rows[0][common]}"
+            headers = [h for i, h in enumerate(headers) if i != common]
+            rows = [[c for i, c in enumerate(row) if i != common] for row in rows]
+        table = Table(
+            box=None, header_style="bold", pad_edge=False, title=title, title_justify="left"
+        )
+        for header in headers:
+            # Names stay whole; only long URLs and descriptions may fold onto more lines.
+            folding = header in ("store", "url", "description")
+            table.add_column(
+                header, no_wrap=not folding, overflow="fold" if folding else "ellipsis"
+            )
+        for row in rows:
+            table.add_row(
+                *(
+                    Text(cell, style=_STATUS_STYLES.get(cell, "") if header == "status" else "")
+                    for header, cell in zip(headers, row, strict=True)
+                )
+            )
+        console().print(table)
+        return
+    widths = [
+        max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)
+    ]
+    for row in (headers, *rows):
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+class Reporter:
+    """Progress of many items: a progress bar on a terminal, one plain line each otherwise."""
+
+    def __init__(self, description: str, total: int | None) -> None:
+        self._description = description
+        self._total = total
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Reporter:
+        if terminal():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console(),
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self._description, total=self._total)
+        return self
+
+    def item(self, name: str, outcome: str, detail: str | None = None) -> None:
+        """Record that ``name`` ended with ``outcome`` (``detail`` shown in plain mode)."""
+        if self._progress is not None:
+            self._progress.advance(self._task)
+            return
+        click.echo(f"{outcome} {safe(name)}" + (f": {one_line(detail)}" if detail else ""))
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+class _EchoHandler(logging.Handler):
+    """Log records as ``warning: ...`` lines on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:  # logging must never break a command
+            self.handleError(record)
+
+
+class _LowercaseLevelFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return one_line(super().format(record)).replace(
+            record.levelname + ":", record.levelname.lower() + ":", 1
+        )
+
+
+_log_handler = _EchoHandler()
+
+
+def configure_logging(debug: bool) -> None:
+    """Show the library's warnings (everything with --debug) on stderr.
+
+    The handler sits on the ``webex_tokens`` logger and does its own level filtering, so
+    an application (or a test) that embeds the command keeps its own logging setup.
+    """
+    package = logging.getLogger("webex_tokens")
+    package.removeHandler(_log_handler)
+    if debug:
+        _log_handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        package.setLevel(logging.DEBUG)
+    else:
+        _log_handler.setFormatter(_LowercaseLevelFormatter("%(levelname)s: %(message)s"))
+    _log_handler.setLevel(logging.DEBUG if debug else logging.WARNING)
+    package.addHandler(_log_handler)

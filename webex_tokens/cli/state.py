@@ -1,0 +1,60 @@
+"""What the global options chose (``--config``, ``--store``, ``--debug``), shared by commands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import click
+
+from ..store import TokenStore, redact_url
+from . import engine
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+__all__ = ["State", "debugging", "state"]
+
+
+@dataclass
+class State:
+    """What the group's options chose, shared by every command (``ctx.obj``)."""
+
+    config: str | None = None
+    store: str | None = None
+    debug: bool = False
+    _settings: Settings | None = field(default=None, repr=False)
+
+    def settings(self) -> Settings:
+        """The settings, loaded on first use (a command that needs none reads no file)."""
+        if self._settings is None:
+            self._settings = engine.load_settings(self.config)
+        return self._settings
+
+    def target(self, target: str | None = None) -> str | None:
+        """The store a command works on: its own option, else ``--store``, else default."""
+        return target if target is not None else self.store
+
+    def open(self, target: str | None = None) -> TokenStore:
+        """Open the store a command works on (see :meth:`target`)."""
+        return engine.open_target(self.target(target), self.settings())
+
+    def label(self, store: TokenStore, target: str | None = None) -> str:
+        """How to name ``store`` in output: its configured name, else its URL."""
+        chosen = self.target(target)
+        if chosen is None:
+            chosen = self.settings().default_target
+        if chosen and not engine.is_url(chosen):
+            return chosen
+        return redact_url(store.url)
+
+
+def state(ctx: click.Context) -> State:
+    """The :class:`State` of the running command."""
+    return ctx.ensure_object(State)
+
+
+def debugging(ctx: click.Context) -> bool:
+    """True when ``--debug`` was given."""
+    found = ctx.find_object(State)
+    return bool(found and found.debug)

@@ -1,0 +1,277 @@
+"""The commands that move tokens: migrate (store to store), import and export (files)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import click
+
+from ..errors import InvalidToken
+from ..store import TokenStore, atomic_write, json_loads_strict, redact_url
+from ..token import Token
+from . import engine
+from .errors import CommandFailed
+from .output import Reporter, one_line, safe
+from .state import state
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "EXPORT_VERSION",
+    "export",
+    "import_",
+    "migrate",
+    "run_migration",
+    "write_private",
+]
+
+#: The ``format`` field of an export bundle written by ``webex-tokens export``.
+EXPORT_FORMAT: Final = "webex-tokens-export"
+#: The bundle version this release writes and the newest it reads.
+EXPORT_VERSION: Final = 1
+
+_CONFLICT = click.Choice(["skip", "overwrite", "newer"])
+
+
+@click.command()
+@click.option(
+    "--from", "source", metavar="NAME|URL", help="Store to copy from (default: --store / default)."
+)
+@click.option("--to", "target", metavar="NAME|URL", required=True, help="Store to copy into.")
+@click.option(
+    "--names", metavar="GLOB", help="Only the accounts whose names match, e.g. '*@acme.com'."
+)
+@click.option(
+    "--on-conflict",
+    type=_CONFLICT,
+    default="skip",
+    show_default=True,
+    help="When the target already holds a name: keep it, replace it, or keep the newer.",
+)
+@click.option("--move", is_flag=True, help="Delete each token from the source once verified.")
+@click.option("--dry-run", is_flag=True, help="Say what would happen; change nothing.")
+@click.pass_context
+def migrate(
+    ctx: click.Context,
+    *,
+    source: str | None,
+    target: str,
+    names: str | None,
+    on_conflict: str,
+    move: bool,
+    dry_run: bool,
+) -> None:
+    """Copy (or --move) tokens from one store to another, safely and re-runnably."""
+    current = state(ctx)
+    with current.open(source) as from_store, current.open(target) as to_store:
+        total = sum(
+            1 for name in from_store.names() if names is None or fnmatch.fnmatchcase(name, names)
+        )
+        run_migration(
+            from_store,
+            to_store,
+            names=names,
+            on_conflict=on_conflict,
+            move=move,
+            dry_run=dry_run,
+            total=total,
+            heading=f"{current.label(from_store, source)} -> {current.label(to_store, target)}",
+        )
+
+
+def run_migration(
+    source: TokenStore,
+    target: TokenStore,
+    *,
+    names: str | Sequence[str] | None,
+    on_conflict: str,
+    move: bool,
+    dry_run: bool,
+    total: int | None,
+    heading: str,
+    verb: str = "migrate",
+) -> None:
+    """Run :func:`webex_tokens.migration.migrate` with progress, a summary and failures."""
+    from ..migration import migrate as run
+
+    with Reporter(f"{verb} {heading}", total) as reporter:
+        report = run(
+            source,
+            target,
+            names,
+            on_conflict=on_conflict,
+            move=move,
+            dry_run=dry_run,
+            progress=reporter.item,
+        )
+    click.echo(f"{verb} {heading}: {report}")
+    if report.skipped > report.unchanged and on_conflict == "skip":
+        click.echo(
+            "note: skipped names already exist in the target with another token; "
+            "pass --on-conflict overwrite or newer to replace them",
+            err=True,
+        )
+    for name, _outcome, detail in report.failures():
+        click.echo(f"error: {safe(name)}: {one_line(detail or 'failed')}", err=True)
+    if report.omitted:
+        click.echo(f"note: {report.omitted} more outcome(s) were counted but not listed", err=True)
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+@click.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--name", help="Name for a single legacy token (default: its account or 'default').")
+@click.option(
+    "--on-conflict",
+    type=_CONFLICT,
+    default="skip",
+    show_default=True,
+    help="When the store already holds a name: keep it, replace it, or keep the newer.",
+)
+@click.pass_context
+def import_(ctx: click.Context, file: str, name: str | None, on_conflict: str) -> None:
+    """Import a legacy .webex_token.json, or a bundle written by export (FILE '-': stdin).
+
+    Also reads a file:// store's tokens.json with plain (unencrypted) records.
+    """
+    from ..backends.memory import MemoryStore
+
+    raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
+    tokens = _read_import(raw, file, name)
+    current = state(ctx)
+    staging = MemoryStore()
+    for key, value in tokens.items():
+        staging.put(key, value)
+    with current.open() as store:
+        run_migration(
+            staging,
+            store,
+            names=None,
+            on_conflict=on_conflict,
+            move=False,
+            dry_run=False,
+            total=len(tokens),
+            heading=f"{'stdin' if file == '-' else file} -> {current.label(store)}",
+            verb="import",
+        )
+
+
+def _read_import(raw: bytes, file: str, name: str | None) -> dict[str, Token]:
+    where = "stdin" if file == "-" else file
+    try:
+        document = json_loads_strict(raw)
+    except (ValueError, RecursionError):
+        raise CommandFailed(
+            f"{where} is not valid JSON; give a .webex_token.json or an export bundle"
+        ) from None
+    if not isinstance(document, dict):
+        raise CommandFailed(
+            f"{where} does not hold a JSON object; give a token or an export bundle"
+        )
+    if "access_token" in document and "tokens" not in document:
+        try:
+            single = Token.from_dict(document)
+        except InvalidToken as exc:
+            raise CommandFailed(f"{where} does not hold a valid token: {exc}") from None
+        return {name or single.account or "default": single}
+    if name is not None:
+        raise click.UsageError(f"--name is for a file with one token; {where} holds a bundle")
+    if document.get("format") == EXPORT_FORMAT:
+        version = document.get("version")
+        if isinstance(version, int) and version > EXPORT_VERSION:
+            raise CommandFailed(
+                f"{where} was exported by a newer webex-tokens (bundle version {version}); "
+                "upgrade with: pip install -U webex-tokens"
+            )
+        if version != EXPORT_VERSION:
+            raise CommandFailed(f"{where} has an unknown bundle version {version!r}")
+    elif document.get("version") != 1:
+        raise CommandFailed(
+            f"{where} is neither a token, an export bundle nor a webex-tokens file store"
+        )
+    records = document.get("tokens")
+    if not isinstance(records, dict):
+        raise CommandFailed(f"{where} has no 'tokens' object")
+    tokens: dict[str, Token] = {}
+    for key, value in records.items():
+        if isinstance(value, str):
+            raise CommandFailed(
+                f"the token {safe(key)!r} in {where} is encrypted; move encrypted stores "
+                "with: webex-tokens migrate --from fernet+file://... --to ..."
+            )
+        try:
+            tokens[key] = Token.from_dict(value)
+        except InvalidToken as exc:
+            raise CommandFailed(f"the token {safe(key)!r} in {where} is not valid: {exc}") from None
+    return tokens
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--names", metavar="GLOB", help="Only the accounts whose names match.")
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@click.option("--stdout", "to_stdout", is_flag=True, help="Allow FILE '-' (write to stdout).")
+@click.pass_context
+def export(ctx: click.Context, file: str, names: str | None, force: bool, to_stdout: bool) -> None:
+    """Write tokens to a JSON bundle FILE (created 0600) that import reads back.
+
+    The bundle holds the secrets in plain text: keep it private and delete it after use.
+    """
+    if file == "-" and not to_stdout:
+        raise click.UsageError(
+            "writing the tokens to stdout needs --stdout (the bundle holds secrets in plain text)"
+        )
+    current = state(ctx)
+    with current.open() as store:
+        tokens: dict[str, Any] = {}
+        for entry in engine.matching(engine.scan_store(store), names):
+            if entry.token is None:
+                raise CommandFailed(f"{entry.error}; nothing was exported")
+            tokens[entry.name] = entry.token.to_dict()
+        if not tokens:
+            what = f"match {names!r}" if names else "are stored"
+            raise CommandFailed(
+                f"no tokens {what} in {redact_url(store.url)}; nothing was exported"
+            )
+    bundle = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "tokens": tokens}
+    data = (json.dumps(bundle, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+    if file == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        where = "stdout"
+    else:
+        write_private(Path(file), data, force=force)
+        where = file
+    click.echo(
+        f"warning: {where} holds {len(tokens)} access and refresh token(s) in plain text; "
+        "keep it private and delete it once imported",
+        err=True,
+    )
+
+
+def write_private(
+    path: Path, data: bytes, *, force: bool, exists_hint: str = "pass --force to replace it"
+) -> None:
+    """Write ``data`` to a new 0600 file (or replace it atomically with ``force``)."""
+    if force and path.exists():
+        atomic_write(path, data)
+        return
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise CommandFailed(f"{path} already exists; {exists_hint}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
