@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import fnmatch
-import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import click
 
-from ..errors import InvalidToken
-from ..store import TokenStore, atomic_write, json_loads_strict, redact_url
+from ..bundle import BUNDLE_FORMAT, BUNDLE_VERSION
+from ..store import TokenStore, redact_url
 from ..token import Token
 from . import engine
 from .errors import CommandFailed
@@ -30,10 +28,10 @@ __all__ = [
     "write_private",
 ]
 
-#: The ``format`` field of an export bundle written by ``webex-tokens export``.
-EXPORT_FORMAT: Final = "webex-tokens-export"
-#: The bundle version this release writes and the newest it reads.
-EXPORT_VERSION: Final = 1
+#: The ``format`` field of an export bundle (:data:`webex_tokens.bundle.BUNDLE_FORMAT`).
+EXPORT_FORMAT: Final = BUNDLE_FORMAT
+#: The bundle version this release writes (:data:`webex_tokens.bundle.BUNDLE_VERSION`).
+EXPORT_VERSION: Final = BUNDLE_VERSION
 
 _CONFLICT = click.Choice(["skip", "overwrite", "newer"])
 
@@ -141,9 +139,20 @@ def import_(ctx: click.Context, file: str, name: str | None, on_conflict: str) -
     Also reads a file:// store's tokens.json with plain (unencrypted) records.
     """
     from ..backends.memory import MemoryStore
+    from ..bundle import loads_bundle, read_bundle
 
-    raw = sys.stdin.buffer.read() if file == "-" else Path(file).read_bytes()
-    tokens = _read_import(raw, file, name)
+    if file == "-":
+        bundle = loads_bundle(sys.stdin.buffer.read(), source="stdin")
+    else:
+        bundle = read_bundle(file)
+    tokens = bundle.tokens
+    if name is not None:
+        if bundle.form != "token":
+            where = "stdin" if file == "-" else file
+            raise click.UsageError(
+                f"--name is for a file with one token; {where} holds a {bundle.form}"
+            )
+        tokens = {name: next(iter(tokens.values()))}
     current = state(ctx)
     staging = MemoryStore()
     for key, value in tokens.items():
@@ -162,56 +171,6 @@ def import_(ctx: click.Context, file: str, name: str | None, on_conflict: str) -
         )
 
 
-def _read_import(raw: bytes, file: str, name: str | None) -> dict[str, Token]:
-    where = "stdin" if file == "-" else file
-    try:
-        document = json_loads_strict(raw)
-    except (ValueError, RecursionError):
-        raise CommandFailed(
-            f"{where} is not valid JSON; give a .webex_token.json or an export bundle"
-        ) from None
-    if not isinstance(document, dict):
-        raise CommandFailed(
-            f"{where} does not hold a JSON object; give a token or an export bundle"
-        )
-    if "access_token" in document and "tokens" not in document:
-        try:
-            single = Token.from_dict(document)
-        except InvalidToken as exc:
-            raise CommandFailed(f"{where} does not hold a valid token: {exc}") from None
-        return {name or single.account or "default": single}
-    if name is not None:
-        raise click.UsageError(f"--name is for a file with one token; {where} holds a bundle")
-    if document.get("format") == EXPORT_FORMAT:
-        version = document.get("version")
-        if isinstance(version, int) and version > EXPORT_VERSION:
-            raise CommandFailed(
-                f"{where} was exported by a newer webex-tokens (bundle version {version}); "
-                "upgrade with: pip install -U webex-tokens"
-            )
-        if version != EXPORT_VERSION:
-            raise CommandFailed(f"{where} has an unknown bundle version {version!r}")
-    elif document.get("version") != 1:
-        raise CommandFailed(
-            f"{where} is neither a token, an export bundle nor a webex-tokens file store"
-        )
-    records = document.get("tokens")
-    if not isinstance(records, dict):
-        raise CommandFailed(f"{where} has no 'tokens' object")
-    tokens: dict[str, Token] = {}
-    for key, value in records.items():
-        if isinstance(value, str):
-            raise CommandFailed(
-                f"the token {safe(key)!r} in {where} is encrypted; move encrypted stores "
-                "with: webex-tokens migrate --from fernet+file://... --to ..."
-            )
-        try:
-            tokens[key] = Token.from_dict(value)
-        except InvalidToken as exc:
-            raise CommandFailed(f"the token {safe(key)!r} in {where} is not valid: {exc}") from None
-    return tokens
-
-
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--names", metavar="GLOB", help="Only the accounts whose names match.")
@@ -227,20 +186,21 @@ def export(ctx: click.Context, file: str, names: str | None, force: bool, to_std
         raise click.UsageError(
             "writing the tokens to stdout needs --stdout (the bundle holds secrets in plain text)"
         )
+    from ..bundle import dumps_bundle
+
     current = state(ctx)
     with current.open() as store:
-        tokens: dict[str, Any] = {}
+        tokens: dict[str, Token] = {}
         for entry in engine.matching(engine.scan_store(store), names):
             if entry.token is None:
                 raise CommandFailed(f"{entry.error}; nothing was exported")
-            tokens[entry.name] = entry.token.to_dict()
+            tokens[entry.name] = entry.token
         if not tokens:
             what = f"match {names!r}" if names else "are stored"
             raise CommandFailed(
                 f"no tokens {what} in {redact_url(store.url)}; nothing was exported"
             )
-    bundle = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "tokens": tokens}
-    data = (json.dumps(bundle, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
+    data = dumps_bundle(tokens)
     if file == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -259,19 +219,9 @@ def write_private(
     path: Path, data: bytes, *, force: bool, exists_hint: str = "pass --force to replace it"
 ) -> None:
     """Write ``data`` to a new 0600 file (or replace it atomically with ``force``)."""
-    if force and path.exists():
-        atomic_write(path, data)
-        return
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    from ..bundle import write_secret_file
+
     try:
-        fd = os.open(path, flags, 0o600)
+        write_secret_file(path, data, replace=force)
     except FileExistsError:
         raise CommandFailed(f"{path} already exists; {exists_hint}") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
