@@ -23,7 +23,7 @@ from ..errors import WebexTokensError
 from . import demo, doctor, keys, tokens, transfer
 from .errors import describe
 from .output import configure_logging, one_line
-from .state import State, debugging
+from .state import debugging, state
 
 __all__ = ["cli", "main"]
 
@@ -51,24 +51,63 @@ class _Group(click.Group):
             ctx.exit(130)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config",
-    type=click.Path(dir_okay=False),
-    help="Settings file (default: WEBEX_TOKENS_CONFIG, ./webex-tokens.toml, user config dir).",
+def _chose(ctx: click.Context, param: click.Parameter, value: object) -> None:
+    """Record a global option in the :class:`State`, wherever on the line it was given.
+
+    The group's options run first; the same options after the command run while the
+    command's own arguments are parsed, so the one given after the command wins.
+    """
+    if value is None or value is False:
+        return
+    chosen = state(ctx)
+    if param.name == "config":
+        chosen.use_config(str(value))
+    elif param.name == "store":
+        chosen.store = str(value)
+    elif param.name == "debug":
+        chosen.debug = True
+        configure_logging(True)
+
+
+def _global_options() -> list[click.Parameter]:
+    """``--config``, ``--store`` and ``--debug``: new instances for the group or a command."""
+    return [
+        click.Option(
+            ["--config"],
+            type=click.Path(dir_okay=False),
+            expose_value=False,
+            callback=_chose,
+            help="Settings file (default: WEBEX_TOKENS_CONFIG, ./webex-tokens.toml, "
+            "user config dir).",
+        ),
+        click.Option(
+            ["--store"],
+            metavar="NAME|URL",
+            expose_value=False,
+            callback=_chose,
+            help="Store to work on: a configured store name or a store URL "
+            "(default: the default store).",
+        ),
+        click.Option(
+            ["--debug"],
+            is_flag=True,
+            expose_value=False,
+            callback=_chose,
+            help="Log debug messages and show tracebacks on errors.",
+        ),
+    ]
+
+
+@click.group(
+    cls=_Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    params=_global_options(),
 )
-@click.option(
-    "--store",
-    metavar="NAME|URL",
-    help="Store to work on: a configured store name or a store URL (default: the default store).",
-)
-@click.option("--debug", is_flag=True, help="Log debug messages and show tracebacks on errors.")
 @click.version_option(__version__, prog_name="webex-tokens")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, store: str | None, debug: bool) -> None:
+def cli(ctx: click.Context) -> None:
     """Get, keep and refresh Webex OAuth2 tokens in the store of your choice."""
-    configure_logging(debug)
-    ctx.obj = State(config=config, store=store, debug=debug)
+    configure_logging(state(ctx).debug)
 
 
 for _command in (
@@ -87,6 +126,8 @@ for _command in (
     doctor.doctor,
     demo.demo,
 ):
+    # The global options are accepted after the command too: webex-tokens list --store dev.
+    _command.params.extend(_global_options())
     cli.add_command(_command)
 
 

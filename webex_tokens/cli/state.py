@@ -31,6 +31,11 @@ class State:
             self._settings = engine.load_settings(self.config)
         return self._settings
 
+    def use_config(self, config: str) -> None:
+        """Read the settings from ``config`` (``--config``) from now on."""
+        self.config = config
+        self._settings = None
+
     def target(self, target: str | None = None) -> str | None:
         """The store a command works on: its own option, else ``--store``, else default."""
         return target if target is not None else self.store
