@@ -127,7 +127,7 @@ def test_debug_after_the_command_shows_the_traceback() -> None:
 
 
 def test_every_command_documents_the_global_options() -> None:
-    for name, command in cli.commands.items():
+    for name in cli.commands:
         result = invoke(name, "--help")
         assert result.exit_code == 0, name
         for option in ("--store NAME|URL", "--config FILE", "--debug"):
