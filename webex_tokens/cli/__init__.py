@@ -4,7 +4,8 @@ One module per command group, over one door into the library:
 
 =================  ==================================================================
 ``app``            the group, its global options and error handling, ``main``
-``tokens``         ``login``, ``token``, ``refresh``, ``list``, ``show``, ``delete``
+``tokens``         ``login``, ``token``, ``refresh``
+``accounts``       ``list``, ``show``, ``delete``
 ``transfer``       ``migrate``, ``import``, ``export``
 ``keys``           ``keygen``, ``rotate-key``
 ``doctor``         ``stores``, ``doctor``

@@ -20,7 +20,7 @@ import click
 
 from .. import __version__
 from ..errors import WebexTokensError
-from . import demo, doctor, keys, tokens, transfer
+from . import accounts, demo, doctor, keys, tokens, transfer
 from .errors import describe
 from .output import configure_logging, one_line
 from .state import debugging, state
@@ -114,9 +114,9 @@ for _command in (
     tokens.login,
     tokens.token,
     tokens.refresh,
-    tokens.list_,
-    tokens.show,
-    tokens.delete,
+    accounts.list_,
+    accounts.show,
+    accounts.delete,
     transfer.migrate,
     transfer.import_,
     transfer.export,

@@ -12,11 +12,11 @@ import click
 
 from ..store import TokenStore, redact_url
 from . import engine
+from .accounts import LIST_HEADERS, list_row
 from .durations import until
 from .errors import CommandFailed
 from .output import print_table, safe
 from .state import state
-from .tokens import LIST_HEADERS, list_row
 from .transfer import run_migration, write_private
 
 if TYPE_CHECKING:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
 from ..errors import WebexTokensError
 from ..store import TokenStore, redact_url
 from . import engine
-from .output import one_line, print_table, safe
+from .output import emit_json, json_option, one_line, print_table, safe
 from .state import State, state
 
 if TYPE_CHECKING:
@@ -21,36 +21,68 @@ if TYPE_CHECKING:
 __all__ = ["doctor", "stores"]
 
 
+_STORE_HEADERS: Final = ("name", "url", "backend", "encrypted", "default", "description")
+
+
 @click.command()
+@json_option
 @click.pass_context
-def stores(ctx: click.Context) -> None:
+def stores(ctx: click.Context, as_json: bool) -> None:
     """List the configured stores: URL, backend, encryption and which one is the default."""
     current = state(ctx)
     settings = current.settings()
     active = current.store if current.store is not None else settings.default_target
     active_url = settings.store_url(active)
-    rows: list[tuple[str, ...]] = []
-    marked = False
-    for name, configured in settings.stores.items():
-        is_default = active == name
-        marked = marked or is_default
-        rows.append(_store_row(name, configured.url, is_default, configured.description))
-    if not marked:
+    listed = [
+        _Store(name, configured.url, active == name, configured.description, "settings file")
+        for name, configured in settings.stores.items()
+    ]
+    if not any(store.default for store in listed):
         origin = engine.default_origin(settings, current.store)
-        rows.append(_store_row(origin, active_url, True, None))
-    print_table(("name", "url", "backend", "encrypted", "default", "description"), rows)
+        listed.append(_Store(None, active_url, True, None, origin))
+    if as_json:
+        emit_json(
+            "stores",
+            {
+                "settings_file": None if settings.path is None else str(settings.path),
+                "stores": [store.document() for store in listed],
+            },
+        )
+        return
+    print_table(_STORE_HEADERS, [store.row() for store in listed])
     click.echo(f"settings file: {settings.path or 'none'}")
 
 
-def _store_row(name: str, url: str, is_default: bool, description: str | None) -> tuple[str, ...]:
-    return (
-        name,
-        redact_url(url),
-        engine.backend_of(url),
-        "yes" if engine.is_encrypted(url) else "no",
-        "*" if is_default else "",
-        safe(description or ""),
-    )
+@dataclass(frozen=True)
+class _Store:
+    """A row of ``stores``: a configured store, or the store in use when it is not one."""
+
+    name: str | None
+    url: str
+    default: bool
+    description: str | None
+    origin: str
+
+    def row(self) -> tuple[str, ...]:
+        return (
+            self.name or f"({self.origin})",
+            redact_url(self.url),
+            engine.backend_of(self.url),
+            "yes" if engine.is_encrypted(self.url) else "no",
+            "*" if self.default else "",
+            safe(self.description or ""),
+        )
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "url": redact_url(self.url),
+            "backend": engine.backend_of(self.url),
+            "encrypted": engine.is_encrypted(self.url),
+            "default": self.default,
+            "description": self.description,
+            "origin": self.origin,
+        }
 
 
 @dataclass(frozen=True)
@@ -60,8 +92,9 @@ class _Finding:
 
 
 @click.command()
+@json_option
 @click.pass_context
-def doctor(ctx: click.Context) -> None:
+def doctor(ctx: click.Context, as_json: bool) -> None:
     """Check every configured store (or the --store one): reachable, readable, keys, permissions.
 
     Exits 1 when any check finds a problem; warnings alone exit 0.
@@ -75,24 +108,56 @@ def doctor(ctx: click.Context) -> None:
         targets.extend((name, configured.url) for name, configured in settings.stores.items())
         default_url = settings.store_url(None)
         if all(url != default_url for _, url in targets):
-            targets.append((engine.default_origin(settings, current.store), default_url))
+            origin = engine.default_origin(settings, current.store)
+            targets.append((f"({origin})", default_url))
+    checked: list[dict[str, Any]] = []
     findings: list[_Finding] = []
     for label, url in targets:
-        click.echo(f"{label}: {redact_url(url)}")
-        for finding in _check_store(current, url):
-            _print_finding(finding)
-            findings.append(finding)
-    click.echo("integration:")
-    for finding in _check_integration(settings):
-        _print_finding(finding)
-        findings.append(finding)
+        if not as_json:
+            click.echo(f"{label}: {redact_url(url)}")
+        found = _run_checks(_check_store(current, url), quiet=as_json)
+        checked.append({"name": label, "url": redact_url(url), "findings": found})
+        findings.extend(found)
+    if not as_json:
+        click.echo("integration:")
+    integration = _run_checks(_check_integration(settings), quiet=as_json)
+    findings.extend(integration)
     problems = sum(f.level == "problem" for f in findings)
     warnings = sum(f.level == "warning" for f in findings)
-    click.echo(
-        f"doctor: {len(targets)} store(s) checked, {problems} problem(s), {warnings} warning(s)"
-    )
+    if as_json:
+        emit_json(
+            "doctor",
+            {
+                "stores": [
+                    {**section, "findings": [_finding_document(f) for f in section["findings"]]}
+                    for section in checked
+                ],
+                "integration": {"findings": [_finding_document(f) for f in integration]},
+                "problems": problems,
+                "warnings": warnings,
+                "ok": problems == 0,
+            },
+        )
+    else:
+        click.echo(
+            f"doctor: {len(targets)} store(s) checked, {problems} problem(s), {warnings} warning(s)"
+        )
     if problems:
         raise click.exceptions.Exit(1)
+
+
+def _run_checks(checks: Iterator[_Finding], *, quiet: bool) -> list[_Finding]:
+    """Run ``checks``, printing each finding as it comes unless ``quiet``."""
+    found = []
+    for finding in checks:
+        if not quiet:
+            _print_finding(finding)
+        found.append(finding)
+    return found
+
+
+def _finding_document(finding: _Finding) -> dict[str, str]:
+    return {"level": finding.level, "message": one_line(finding.message)}
 
 
 _LEVEL_COLOURS: Final = {"ok": "green", "warning": "yellow", "problem": "red"}

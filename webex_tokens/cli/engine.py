@@ -38,6 +38,7 @@ __all__ = [
     "is_url",
     "leeway",
     "load_settings",
+    "login_command",
     "matching",
     "oauth_from_settings",
     "open_target",
@@ -71,14 +72,17 @@ def open_target(target: str | None, settings: Settings | None = None) -> TokenSt
 
 
 def default_origin(settings: Settings, store_option: str | None) -> str:
-    """Where the store in use comes from, as ``stores`` and ``doctor`` name an unnamed one."""
+    """Where the store in use comes from, when it is not a configured one.
+
+    ``--store``, ``WEBEX_TOKENS_STORE``, ``WEBEX_TOKEN_FILE`` or ``embedded default``.
+    """
     if store_option is not None:
-        return "(--store)"
+        return "--store"
     if settings.store_override:
-        return "(WEBEX_TOKENS_STORE)"
+        return "WEBEX_TOKENS_STORE"
     if settings.integration.token_file:
-        return "(WEBEX_TOKEN_FILE)"
-    return "(embedded default)"
+        return "WEBEX_TOKEN_FILE"
+    return "embedded default"
 
 
 def is_url(target: str) -> bool:
@@ -205,6 +209,13 @@ def expires_within(token: Token, window: float) -> bool:
 
 
 # -- OAuth and refreshing ------------------------------------------------------------------
+
+
+def login_command(name: str) -> str:
+    """The command that logs ``name`` in again (``webex-tokens login --name NAME``)."""
+    from ..oauth import login_command as command
+
+    return command(name)
 
 
 def oauth_from_settings(settings: Settings) -> WebexOAuth:

@@ -7,16 +7,62 @@ only when a table or a progress bar is drawn on a terminal.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import click
 
-__all__ = ["Reporter", "configure_logging", "one_line", "print_table", "safe", "terminal"]
+__all__ = [
+    "JSON_SCHEMA_VERSION",
+    "Reporter",
+    "configure_logging",
+    "emit_json",
+    "iso",
+    "json_option",
+    "one_line",
+    "print_table",
+    "safe",
+    "seconds",
+    "terminal",
+]
+
+#: The ``schema_version`` of every ``--json`` document; it grows only when a field
+#: changes meaning or disappears (new fields may appear without a new version).
+JSON_SCHEMA_VERSION: Final = 1
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def json_option(function: _F) -> _F:
+    """The ``--json`` flag of a command (passed as ``as_json``)."""
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print one JSON document (described in the docs) instead of text.",
+    )(function)
+
+
+def emit_json(command: str, document: dict[str, Any]) -> None:
+    """Print the ``--json`` document of ``command`` on stdout, as the only thing there."""
+    header: dict[str, Any] = {"command": command, "schema_version": JSON_SCHEMA_VERSION}
+    click.echo(json.dumps({**header, **document}, indent=2, ensure_ascii=False))
+
+
+def iso(value: datetime | None) -> str | None:
+    """An ISO 8601 time to the second for JSON, or None."""
+    return None if value is None else value.replace(microsecond=0).isoformat()
+
+
+def seconds(value: float | None) -> int | None:
+    """Whole seconds for JSON (negative: in the past), or None."""
+    return None if value is None else int(value // 1)
 
 
 def one_line(message: object) -> str:
@@ -97,16 +143,20 @@ def print_table(
 
 
 class Reporter:
-    """Progress of many items: a progress bar on a terminal, one plain line each otherwise."""
+    """Progress of many items: a progress bar on a terminal, one plain line each otherwise.
 
-    def __init__(self, description: str, total: int | None) -> None:
+    ``quiet`` (``--json``) shows nothing: the document says it all at the end.
+    """
+
+    def __init__(self, description: str, total: int | None, *, quiet: bool = False) -> None:
         self._description = description
         self._total = total
+        self._quiet = quiet
         self._progress: Any = None
         self._task: Any = None
 
     def __enter__(self) -> Reporter:
-        if terminal():
+        if terminal() and not self._quiet:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -130,6 +180,8 @@ class Reporter:
         """Record that ``name`` ended with ``outcome`` (``detail`` shown in plain mode)."""
         if self._progress is not None:
             self._progress.advance(self._task)
+            return
+        if self._quiet:
             return
         click.echo(f"{outcome} {safe(name)}" + (f": {one_line(detail)}" if detail else ""))
 

@@ -6,7 +6,7 @@ import fnmatch
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
 import click
 
@@ -15,8 +15,11 @@ from ..store import TokenStore, redact_url
 from ..token import Token
 from . import engine
 from .errors import CommandFailed
-from .output import Reporter, one_line, safe
+from .output import Reporter, emit_json, json_option, one_line, safe
 from .state import state
+
+if TYPE_CHECKING:
+    from ..migration import MigrationReport
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -53,6 +56,7 @@ _CONFLICT = click.Choice(["skip", "overwrite", "newer"])
 )
 @click.option("--move", is_flag=True, help="Delete each token from the source once verified.")
 @click.option("--dry-run", is_flag=True, help="Say what would happen; change nothing.")
+@json_option
 @click.pass_context
 def migrate(
     ctx: click.Context,
@@ -63,12 +67,17 @@ def migrate(
     on_conflict: str,
     move: bool,
     dry_run: bool,
+    as_json: bool,
 ) -> None:
     """Copy (or --move) tokens from one store to another, safely and re-runnably."""
     current = state(ctx)
     with current.open(source) as from_store, current.open(target) as to_store:
         total = sum(
             1 for name in from_store.names() if names is None or fnmatch.fnmatchcase(name, names)
+        )
+        source_label, target_label = (
+            current.label(from_store, source),
+            current.label(to_store, target),
         )
         run_migration(
             from_store,
@@ -78,8 +87,23 @@ def migrate(
             move=move,
             dry_run=dry_run,
             total=total,
-            heading=f"{current.label(from_store, source)} -> {current.label(to_store, target)}",
+            heading=f"{source_label} -> {target_label}",
+            json_fields=_endpoints(source_label, from_store, target_label, to_store)
+            if as_json
+            else None,
         )
+
+
+def _endpoints(
+    source: str, from_store: TokenStore | None, target: str, to_store: TokenStore
+) -> dict[str, Any]:
+    """Where a migration or an import went, for its ``--json`` document."""
+    return {
+        "source": source,
+        "source_url": None if from_store is None else redact_url(from_store.url),
+        "target": target,
+        "target_url": redact_url(to_store.url),
+    }
 
 
 def run_migration(
@@ -93,11 +117,17 @@ def run_migration(
     total: int | None,
     heading: str,
     verb: str = "migrate",
+    json_fields: dict[str, Any] | None = None,
 ) -> None:
-    """Run :func:`webex_tokens.migration.migrate` with progress, a summary and failures."""
+    """Run :func:`webex_tokens.migration.migrate` with progress, a summary and failures.
+
+    With ``json_fields`` (``--json``), the summary is the command's JSON document: those
+    fields, then the counts and outcomes; no progress is shown.
+    """
     from ..migration import migrate as run
 
-    with Reporter(f"{verb} {heading}", total) as reporter:
+    quiet = json_fields is not None
+    with Reporter(f"{verb} {heading}", total, quiet=quiet) as reporter:
         report = run(
             source,
             target,
@@ -107,7 +137,10 @@ def run_migration(
             dry_run=dry_run,
             progress=reporter.item,
         )
-    click.echo(f"{verb} {heading}: {report}")
+    if json_fields is None:
+        click.echo(f"{verb} {heading}: {report}")
+    else:
+        emit_json(verb, {**json_fields, **_report_document(report, on_conflict, move)})
     if report.skipped > report.unchanged and on_conflict == "skip":
         click.echo(
             "note: skipped names already exist in the target with another token; "
@@ -122,6 +155,32 @@ def run_migration(
         raise click.exceptions.Exit(1)
 
 
+def _report_document(report: MigrationReport, on_conflict: str, move: bool) -> dict[str, Any]:
+    return {
+        "dry_run": report.dry_run,
+        "move": move,
+        "on_conflict": on_conflict,
+        "ok": report.ok,
+        "counts": {
+            "copied": report.copied,
+            "skipped": report.skipped,
+            "unchanged": report.unchanged,
+            "overwritten": report.overwritten,
+            "deleted": report.deleted,
+            "failed": report.failed,
+        },
+        "outcomes": [
+            {
+                "name": name,
+                "outcome": outcome,
+                "detail": None if detail is None else one_line(detail),
+            }
+            for name, outcome, detail in report.outcomes
+        ],
+        "omitted": report.omitted,
+    }
+
+
 @click.command(name="import")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--name", help="Name for a single legacy token (default: its account or 'default').")
@@ -132,8 +191,11 @@ def run_migration(
     show_default=True,
     help="When the store already holds a name: keep it, replace it, or keep the newer.",
 )
+@json_option
 @click.pass_context
-def import_(ctx: click.Context, file: str, name: str | None, on_conflict: str) -> None:
+def import_(
+    ctx: click.Context, file: str, name: str | None, on_conflict: str, as_json: bool
+) -> None:
     """Import a legacy .webex_token.json, or a bundle written by export (FILE '-': stdin).
 
     Also reads a file:// store's tokens.json with plain (unencrypted) records.
@@ -146,9 +208,9 @@ def import_(ctx: click.Context, file: str, name: str | None, on_conflict: str) -
     else:
         bundle = read_bundle(file)
     tokens = bundle.tokens
+    where = "stdin" if file == "-" else file
     if name is not None:
         if bundle.form != "token":
-            where = "stdin" if file == "-" else file
             raise click.UsageError(
                 f"--name is for a file with one token; {where} holds a {bundle.form}"
             )
@@ -166,8 +228,14 @@ def import_(ctx: click.Context, file: str, name: str | None, on_conflict: str) -
             move=False,
             dry_run=False,
             total=len(tokens),
-            heading=f"{'stdin' if file == '-' else file} -> {current.label(store)}",
+            heading=f"{where} -> {current.label(store)}",
             verb="import",
+            json_fields={
+                **_endpoints(where, None, current.label(store), store),
+                "form": bundle.form,
+            }
+            if as_json
+            else None,
         )
 
 
