@@ -20,8 +20,15 @@ One module per command group, over one door into the library:
 
 from __future__ import annotations
 
+from typing import Final
+
+from ..bundle import BUNDLE_FORMAT, BUNDLE_VERSION
 from .app import cli, main
 from .durations import format_duration, parse_duration
-from .transfer import EXPORT_FORMAT, EXPORT_VERSION
+
+#: The ``format`` field of an export bundle (:data:`webex_tokens.bundle.BUNDLE_FORMAT`).
+EXPORT_FORMAT: Final = BUNDLE_FORMAT
+#: The bundle version this release writes (:data:`webex_tokens.bundle.BUNDLE_VERSION`).
+EXPORT_VERSION: Final = BUNDLE_VERSION
 
 __all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "cli", "format_duration", "main", "parse_duration"]

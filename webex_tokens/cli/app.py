@@ -11,16 +11,16 @@ failure; 2 a usage error; 130 interrupted. No traceback is shown unless ``--debu
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from typing import Any, Final
 
 import click
 
 from .. import __version__
 from ..errors import WebexTokensError
-from . import accounts, demo, doctor, keys, tokens, transfer
 from .errors import describe
 from .output import configure_logging, one_line
 from .state import debugging, state
@@ -98,37 +98,77 @@ def _global_options() -> list[click.Parameter]:
     ]
 
 
+#: Each command, and the module and function that define it. A command's module is
+#: imported only when the command runs (or help lists it), so ``webex-tokens token``
+#: loads neither the transfer, doctor nor demo code.
+_COMMANDS: Final = {
+    "login": "tokens:login",
+    "token": "tokens:token",
+    "refresh": "tokens:refresh",
+    "list": "accounts:list_",
+    "show": "accounts:show",
+    "delete": "accounts:delete",
+    "migrate": "transfer:migrate",
+    "import": "transfer:import_",
+    "export": "transfer:export",
+    "keygen": "keys:keygen",
+    "rotate-key": "keys:rotate_key",
+    "stores": "doctor:stores",
+    "doctor": "doctor:doctor",
+    "demo": "demo:demo",
+}
+
+
+class _Commands(MutableMapping[str, click.Command]):
+    """The group's commands by name, each imported on first use."""
+
+    def __init__(self, table: Mapping[str, str]) -> None:
+        self._table = dict(table)
+        self._loaded: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        command = self._loaded.get(name)
+        if command is None:
+            module, _, attribute = self._table[name].partition(":")
+            command = getattr(importlib.import_module(f"{__package__}.{module}"), attribute)
+            if not isinstance(command, click.Command):  # pragma: no cover - a wiring bug
+                raise TypeError(f"{self._table[name]} is not a click command")
+            # The global options are accepted after the command too: list --store dev.
+            command.params.extend(_global_options())
+            self._loaded[name] = command
+        return command
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._table.pop(name, None)
+        self._loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self._table.pop(name, None)
+        self._loaded.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self._table, **self._loaded})
+
+    def __len__(self) -> int:
+        return len(self._table.keys() | self._loaded.keys())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._table or name in self._loaded
+
+
 @click.group(
     cls=_Group,
     context_settings={"help_option_names": ["-h", "--help"]},
     params=_global_options(),
+    commands=_Commands(_COMMANDS),
 )
 @click.version_option(__version__, prog_name="webex-tokens")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Get, keep and refresh Webex OAuth2 tokens in the store of your choice."""
     configure_logging(state(ctx).debug)
-
-
-for _command in (
-    tokens.login,
-    tokens.token,
-    tokens.refresh,
-    accounts.list_,
-    accounts.show,
-    accounts.delete,
-    transfer.migrate,
-    transfer.import_,
-    transfer.export,
-    keys.keygen,
-    keys.rotate_key,
-    doctor.stores,
-    doctor.doctor,
-    demo.demo,
-):
-    # The global options are accepted after the command too: webex-tokens list --store dev.
-    _command.params.extend(_global_options())
-    cli.add_command(_command)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -6,11 +6,10 @@ import fnmatch
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..bundle import BUNDLE_FORMAT, BUNDLE_VERSION
 from ..store import TokenStore, redact_url
 from ..token import Token
 from . import engine
@@ -22,8 +21,6 @@ if TYPE_CHECKING:
     from ..migration import MigrationReport
 
 __all__ = [
-    "EXPORT_FORMAT",
-    "EXPORT_VERSION",
     "export",
     "import_",
     "migrate",
@@ -31,10 +28,6 @@ __all__ = [
     "write_private",
 ]
 
-#: The ``format`` field of an export bundle (:data:`webex_tokens.bundle.BUNDLE_FORMAT`).
-EXPORT_FORMAT: Final = BUNDLE_FORMAT
-#: The bundle version this release writes (:data:`webex_tokens.bundle.BUNDLE_VERSION`).
-EXPORT_VERSION: Final = BUNDLE_VERSION
 
 _CONFLICT = click.Choice(["skip", "overwrite", "newer"])
 
