@@ -13,7 +13,16 @@ from ..token import Token, fingerprint
 from . import engine
 from .durations import until
 from .errors import describe, missing
-from .output import emit_json, iso, json_option, one_line, print_table, safe, seconds
+from .output import (
+    emit_json,
+    iso,
+    json_option,
+    one_line,
+    print_table,
+    safe,
+    seconds,
+    terminal,
+)
 from .state import state
 
 __all__ = ["LIST_HEADERS", "account_document", "delete", "list_", "list_row", "show"]
@@ -66,20 +75,64 @@ def list_(ctx: click.Context, all_stores: bool, as_json: bool) -> None:
             listed.extend(_Listed(label, url, entry) for entry in entries)
     for failed in store_errors:
         click.echo(f"error: {failed['store']}: {one_line(failed['message'])}", err=True)
-    unreadable = [item.entry for item in listed if item.entry.error is not None]
-    for entry in unreadable:
-        click.echo(f"error: {one_line(entry.error)}", err=True)
+    unreadable = [item for item in listed if item.entry.error is not None]
+    _report_unreadable(listed, unreadable, every=current.debug)
     leeway = engine.leeway()
     if as_json:
         accounts = [account_document(item.entry, item.store, item.url, leeway) for item in listed]
         emit_json("list", {"accounts": accounts, "errors": store_errors})
     elif listed:
         rows = [list_row(item.entry, item.store, leeway) for item in listed]
-        print_table(LIST_HEADERS, rows, common=1)
+        stores = {(item.store, item.url) for item in listed}
+        title = None
+        if len(stores) == 1:
+            label, url = stores.pop()
+            title = f"store: {label}" + (f" ({url})" if url != label else "")
+        print_table(LIST_HEADERS, rows, common=1, title=title)
+        if terminal():
+            _hint_logins(
+                [
+                    item.entry.name
+                    for item, row in zip(listed, rows, strict=True)
+                    if row[-1] == "refresh expired"
+                ]
+            )
     elif not store_errors:
         click.echo("no tokens stored; add one with: webex-tokens login", err=True)
     if store_errors or unreadable:
         raise click.exceptions.Exit(1)
+
+
+def _hint_logins(names: list[str], shown: int = 5) -> None:
+    """Under a table on a terminal: the command that revives each account (a few)."""
+    for name in names[:shown]:
+        click.echo(f"log in again: {safe(engine.login_command(name))}")
+    if len(names) > shown:
+        click.echo(f"... and {len(names) - shown} more (list --json has each command)")
+
+
+def _report_unreadable(listed: list[_Listed], unreadable: list[_Listed], *, every: bool) -> None:
+    """One ``error:`` line per store for its unreadable records (one per record: ``every``).
+
+    A wrong key makes every record unreadable with the same long message; one line with
+    the count and the first record's message (which says how to fix it) tells it all.
+    """
+    if every:
+        for item in unreadable:
+            click.echo(f"error: {one_line(item.entry.error)}", err=True)
+        return
+    for store in dict.fromkeys(item.store for item in unreadable):
+        bad = [item.entry for item in unreadable if item.store == store]
+        if len(bad) == 1:
+            click.echo(f"error: {one_line(bad[0].error)}", err=True)
+            continue
+        total = sum(1 for item in listed if item.store == store)
+        click.echo(
+            f"error: {len(bad)} of {total} records in {store} cannot be read "
+            f"(--debug or --json shows each); the first, {bad[0].name!r}: "
+            f"{one_line(bad[0].error)}",
+            err=True,
+        )
 
 
 def list_row(entry: engine.Entry, label: str, leeway: float) -> tuple[str, ...]:

@@ -21,7 +21,7 @@ import click
 
 from .. import __version__
 from ..errors import WebexTokensError
-from .errors import describe
+from .errors import describe, one_line_usage
 from .output import configure_logging, one_line
 from .state import debugging, state
 
@@ -29,11 +29,28 @@ __all__ = ["cli", "main"]
 
 
 class _Group(click.Group):
-    """Turns library errors into one ``error:`` line and exit 1 (a traceback with --debug)."""
+    """Turns every error into one ``error:`` line: exit 1, or 2 for a usage error.
+
+    Library and operating-system errors show a traceback with --debug.
+    """
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise one_line_usage(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise one_line_usage(exc) from None
         except BrokenPipeError:
             # The reader went away (``webex-tokens list | head``): stop quietly.
             devnull = os.open(os.devnull, os.O_WRONLY)

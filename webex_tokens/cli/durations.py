@@ -7,7 +7,7 @@ from typing import Final
 
 import click
 
-__all__ = ["duration_option", "format_duration", "parse_duration", "until"]
+__all__ = ["duration_option", "format_age", "format_duration", "parse_duration", "until"]
 
 _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(?:\d+[smhdw])+")
@@ -33,11 +33,17 @@ def parse_duration(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """A short human form of a (non-negative) number of seconds: ``11h 59m``, ``3d 4h``."""
+    """A short human form of a (non-negative) number of seconds: ``11h 59m``, ``3d 4h``.
+
+    From a year on, years and days: ``2y 14d``.
+    """
     total = int(abs(seconds))
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
+    if days >= 365:
+        years, days = divmod(days, 365)
+        return f"{years}y {days}d" if days else f"{years}y"
     if days:
         return f"{days}d {hours}h" if hours else f"{days}d"
     if hours:
@@ -47,12 +53,21 @@ def format_duration(seconds: float) -> str:
     return f"{secs}s"
 
 
+def format_age(seconds: float) -> str:
+    """How long ago, in its largest unit only: ``42s``, ``3m``, ``5h``, ``12d``, ``3y``."""
+    total = int(abs(seconds))
+    for unit, size in (("y", 365 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
+        if total >= size:
+            return f"{total // size}{unit}"
+    return f"{total}s"
+
+
 def until(seconds: float | None, *, unknown: str = "unknown") -> str:
     """How long until an expiry ``seconds`` away: ``11h 59m``, ``expired 3m ago``."""
     if seconds is None:
         return unknown
     if seconds <= 0:
-        return f"expired {format_duration(seconds)} ago"
+        return f"expired {format_age(seconds)} ago"
     return format_duration(seconds)
 
 

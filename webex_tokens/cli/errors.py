@@ -10,7 +10,7 @@ from ..errors import WebexTokensError
 from ..store import TokenStore, redact_url
 from .output import one_line, safe
 
-__all__ = ["CommandFailed", "describe", "missing"]
+__all__ = ["CommandFailed", "UsageFailed", "describe", "missing", "one_line_usage"]
 
 
 class CommandFailed(click.ClickException):
@@ -21,6 +21,33 @@ class CommandFailed(click.ClickException):
     def show(self, file: Any = None) -> None:
         """Print the one-line message on stderr."""
         click.echo(f"error: {one_line(self.message)}", err=True)
+
+
+class UsageFailed(click.UsageError):
+    """A usage error as one ``error:`` line naming the help to read, exit 2.
+
+    click's own usage errors print the usage, a hint and ``Error: ...`` on three lines;
+    every error of this command is one ``error:`` line instead.
+    """
+
+    def __init__(self, original: click.UsageError) -> None:
+        super().__init__(original.format_message(), ctx=original.ctx)
+
+    def show(self, file: Any = None) -> None:
+        """Print ``error: MESSAGE (see COMMAND --help)`` on stderr."""
+        message = one_line(self.message)
+        if len(message) > 1 and message[0].isupper() and message[1].islower():
+            message = message[0].lower() + message[1:]
+        where = self.ctx.command_path if self.ctx is not None else "webex-tokens"
+        click.echo(f"error: {message} (see {where} --help)", err=True)
+
+
+def one_line_usage(exc: click.UsageError) -> click.UsageError:
+    """``exc`` as a :class:`UsageFailed`, unless it is the help shown for no arguments."""
+    no_args_is_help = getattr(click.exceptions, "NoArgsIsHelpError", ())
+    if isinstance(exc, (UsageFailed, no_args_is_help)):
+        return exc
+    return UsageFailed(exc)
 
 
 def describe(exc: BaseException) -> str:

@@ -62,5 +62,6 @@ def rotate_key(ctx: click.Context) -> None:
         count = rotate_keys(store)
         click.echo(
             f"re-encrypted {count} token(s) in {redact_url(store.url)} under the first key of "
-            f"{store.key_source}; the old key can now be removed"
+            f"{store.key_source}; any key listed after it there is no longer needed: "
+            "keep the first key only"
         )

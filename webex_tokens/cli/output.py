@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ __all__ = [
     "Reporter",
     "configure_logging",
     "emit_json",
+    "fold_path",
     "iso",
     "json_option",
     "one_line",
@@ -93,53 +95,152 @@ _STATUS_STYLES: Final = {
     "ok": "green",
     "due": "yellow",
     "expired": "yellow",
-    "refresh expired": "bold red",
+    "log in again": "bold red",
     "unreadable": "bold red",
 }
+# On a terminal, some cells and headers read better in other words; plain output keeps
+# the documented words that scripts parse.
+_TERMINAL_WORDS: Final = {"refresh expired": "log in again"}
+_TERMINAL_HEADERS: Final = {"refresh expires in": "refresh in", "encrypted": "fernet"}
+_DURATION_COLUMNS: Final = ("expires in", "refresh expires in")
+# How each kind of column fits a narrow terminal, in the order they get spare width:
+# names fold (they rarely need to), URLs fold at their separators, words wrap at spaces.
+# Every other column keeps its width.
+_FLEXIBLE: Final = {
+    "account": "name",
+    "name": "name",
+    "store": "path",
+    "url": "path",
+    "scopes": "words",
+    "description": "words",
+}
+_NARROWEST: Final = {"name": 12, "path": 16}
+_WIDEST_WORD: Final = 22  # a word column is at least as wide as its longest word, to this
+_GAP: Final = 2  # between columns
+
+
+def fold_path(text: str, width: int) -> str:
+    """``text`` on lines of at most ``width``, broken after ``/ ? & + @ .``.
+
+    A URL or a path then breaks where a reader expects it to; only a piece longer than
+    a whole line is cut inside.
+    """
+    lines: list[str] = []
+    line = ""
+    for found in re.findall(r"[^/?&+@.]*[/?&+@.]?", text):
+        piece = found
+        while len(piece) > width:
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(piece[:width])
+            piece = piece[width:]
+        if len(line) + len(piece) > width:
+            lines.append(line)
+            line = ""
+        line += piece
+    if line or not lines:
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def print_table(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], *, common: int | None = None
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    common: int | None = None,
+    title: str | None = None,
 ) -> None:
     """A rich table on a terminal; columns aligned with two spaces otherwise.
 
     ``common`` is the index of a column that may hold the same value on every row (the
-    store); on a terminal such a column becomes the table's title instead.
+    store); on a terminal such a column becomes the table's title instead (``title``,
+    else ``HEADER: VALUE``). On a terminal the table fits the terminal's width: names
+    and URLs fold (URLs at their separators), scopes and descriptions wrap at spaces,
+    and nothing is cut off.
     """
-    if terminal():
-        from rich.table import Table
-        from rich.text import Text
-
-        title = None
-        if common is not None and len({row[common] for row in rows}) == 1:
-            title = f"{headers[common]}: {rows[0][common]}"
-            headers = [h for i, h in enumerate(headers) if i != common]
-            rows = [[c for i, c in enumerate(row) if i != common] for row in rows]
-        table = Table(
-            box=None, header_style="bold", pad_edge=False, title=title, title_justify="left"
-        )
-        for header in headers:
-            # Names stay whole; only long URLs and descriptions may fold onto more lines.
-            folding = header in ("store", "url", "description")
-            table.add_column(
-                header, no_wrap=not folding, overflow="fold" if folding else "ellipsis"
+    if not terminal():
+        widths = [
+            max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)
+        ]
+        for row in (headers, *rows):
+            click.echo(
+                "  ".join(
+                    cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+                ).rstrip()
             )
-        for row in rows:
-            table.add_row(
-                *(
-                    Text(cell, style=_STATUS_STYLES.get(cell, "") if header == "status" else "")
-                    for header, cell in zip(headers, row, strict=True)
-                )
-            )
-        console().print(table)
         return
-    widths = [
-        max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)
+    from rich.table import Table
+    from rich.text import Text
+
+    shown_title = None
+    if common is not None and rows and len({row[common] for row in rows}) == 1:
+        shown_title = title or f"{headers[common]}: {rows[0][common]}"
+        headers = [h for i, h in enumerate(headers) if i != common]
+        rows = [[c for i, c in enumerate(row) if i != common] for row in rows]
+    out = console()
+    texts = [[_terminal_text(h, c) for h, c in zip(headers, row, strict=True)] for row in rows]
+    shown = [_TERMINAL_HEADERS.get(header, header) for header in headers]
+    widths = _fit(headers, [shown, *texts], out.width)
+    if shown_title is not None:
+        # Above the table, not as its title: a title wraps at the table's width.
+        out.print(Text(fold_path(shown_title, out.width)), soft_wrap=True)
+    table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, _GAP // 2))
+    for header, name, width in zip(headers, shown, widths, strict=True):
+        table.add_column(name, width=width, no_wrap=header not in _FLEXIBLE, overflow="fold")
+    for row in texts:
+        cells = []
+        for header, text, width in zip(headers, row, widths, strict=True):
+            if _FLEXIBLE.get(header) == "path":
+                text = fold_path(text, width)  # noqa: PLW2901 - the cell as drawn
+            style = _STATUS_STYLES.get(text, "") if header == "status" else ""
+            cells.append(Text(text, style=style))
+        table.add_row(*cells)
+    out.print(table)
+
+
+def _terminal_text(header: str, text: str) -> str:
+    """A cell as a terminal shows it: ``log in again``; ``3m ago`` for ``expired 3m ago``."""
+    if header == "status":
+        return _TERMINAL_WORDS.get(text, text)
+    if header in _DURATION_COLUMNS and text.startswith("expired "):
+        return text[len("expired ") :]
+    return text
+
+
+def _fit(headers: Sequence[str], cells: Sequence[Sequence[str]], width: int) -> list[int]:
+    """Column widths that fit ``width``: fixed columns whole, the flexible ones shared.
+
+    Each flexible column first gets its narrowest readable width (a word column: its
+    longest word), then spare width goes to names, then URLs, then words.
+    """
+    columns = [[row[index] for row in cells] for index in range(len(headers))]
+    natural = [
+        max(len(line) for cell in column for line in cell.splitlines() or [""])
+        for column in columns
     ]
-    for row in (headers, *rows):
-        click.echo(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    flexible = [index for index, header in enumerate(headers) if header in _FLEXIBLE]
+    spare = width - _GAP * (len(headers) - 1)
+    spare -= sum(natural[i] for i in range(len(headers)) if i not in flexible)
+    if sum(natural[i] for i in flexible) <= spare:
+        return natural
+    widths = list(natural)
+    for index in flexible:
+        kind = _FLEXIBLE[headers[index]]
+        if kind == "words":
+            longest = max(len(word) for cell in columns[index] for word in cell.split() or [""])
+            narrowest = min(longest, _WIDEST_WORD)
+        else:
+            narrowest = _NARROWEST[kind]
+        widths[index] = min(natural[index], narrowest)
+    spare -= sum(widths[i] for i in flexible)
+    for kind in ("name", "path", "words"):
+        for index in flexible:
+            if _FLEXIBLE[headers[index]] == kind and spare > 0:
+                grow = min(natural[index] - widths[index], spare)
+                widths[index] += grow
+                spare -= grow
+    return widths
 
 
 class Reporter:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import click
 
@@ -13,7 +13,10 @@ from . import engine
 if TYPE_CHECKING:
     from ..settings import Settings
 
-__all__ = ["State", "debugging", "state"]
+__all__ = ["EMBEDDED_DEFAULT_LABEL", "State", "debugging", "state"]
+
+#: How output names the embedded default store (SQLite in the user data directory).
+EMBEDDED_DEFAULT_LABEL: Final = "default"
 
 
 @dataclass
@@ -45,10 +48,16 @@ class State:
         return engine.open_target(self.target(target), self.settings())
 
     def label(self, store: TokenStore, target: str | None = None) -> str:
-        """How to name ``store`` in output: its configured name, else its URL."""
+        """How to name ``store`` in output: its configured name, else its URL.
+
+        The embedded default store (nothing chose another) is ``default``: its URL is a
+        long path in the user data directory, and it would be repeated on every row.
+        """
         chosen = self.target(target)
         if chosen is None:
             chosen = self.settings().default_target
+            if chosen is None:
+                return EMBEDDED_DEFAULT_LABEL
         if chosen and not engine.is_url(chosen):
             return chosen
         return redact_url(store.url)

@@ -262,18 +262,18 @@ def export(ctx: click.Context, file: str, names: str | None, force: bool, to_std
                 f"no tokens {what} in {redact_url(store.url)}; nothing was exported"
             )
     data = dumps_bundle(tokens)
+    count = f"{len(tokens)} access and refresh token(s) in plain text"
     if file == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
-        where = "stdout"
+        warning = (
+            f"the bundle written to stdout holds {count}; pipe it straight into "
+            "webex-tokens import - and keep no copy of it"
+        )
     else:
         write_private(Path(file), data, force=force)
-        where = file
-    click.echo(
-        f"warning: {where} holds {len(tokens)} access and refresh token(s) in plain text; "
-        "keep it private and delete it once imported",
-        err=True,
-    )
+        warning = f"{file} holds {count}; keep it private and delete it once imported"
+    click.echo(f"warning: {warning}", err=True)
 
 
 def write_private(
