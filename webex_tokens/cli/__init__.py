@@ -10,7 +10,8 @@ One module per command group, over one door into the library:
 ``keys``           ``keygen``, ``rotate-key``
 ``doctor``         ``stores``, ``doctor``
 ``demo``           ``demo``
-``engine``         every call into the library's engine and store layer
+``engine``         every call into the library's engine and store layer, one per concept
+``schemas``        the ``--json`` documents, field by field
 ``state``          what the global options chose
 ``output``         tables, progress, escaping, logging on stderr
 ``durations``      ``7d`` in, ``11h 59m`` out

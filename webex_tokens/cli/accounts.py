@@ -8,7 +8,6 @@ from typing import Any, Final
 import click
 
 from ..errors import WebexTokensError
-from ..store import redact_url
 from ..token import Token, fingerprint
 from . import engine
 from .durations import until
@@ -52,19 +51,19 @@ def list_(ctx: click.Context, all_stores: bool, as_json: bool) -> None:
     current = state(ctx)
     targets: list[str | None] = [None]
     if all_stores:
-        targets = list(current.settings().stores) or [None]
+        targets = [name for name, _, _ in engine.configured_stores(current.settings())] or [None]
     listed: list[_Listed] = []
     store_errors: list[dict[str, Any]] = []
     for target in targets:
         try:
-            store = current.open(target)
+            store = current.open_existing(target)
         except WebexTokensError as exc:
             if not all_stores:
                 raise
             store_errors.append({"store": target, "url": None, "message": describe(exc)})
             continue
         with store:
-            label, url = current.label(store, target), redact_url(store.url)
+            label, url = current.label(store, target), engine.redact_url(store.url)
             try:
                 entries = sorted(engine.scan_store(store), key=lambda e: e.name)
             except WebexTokensError as exc:
@@ -231,11 +230,11 @@ def _fingerprint(secret: str | None) -> str | None:
 def show(ctx: click.Context, name: str, reveal: bool, as_json: bool) -> None:
     """Show one stored token; the secrets are masked (a fingerprint) unless --reveal."""
     current = state(ctx)
-    with current.open() as store:
+    with current.open_existing() as store:
         found = store.get(name)
         if found is None:
             missing(store, name)
-        label, url = current.label(store), redact_url(store.url)
+        label, url = current.label(store), engine.redact_url(store.url)
     if as_json:
         entry = engine.Entry(name, found)
         document = account_document(entry, label, url, engine.leeway(), reveal=reveal)
@@ -286,7 +285,7 @@ def _show_text(name: str, found: Token, label: str, reveal: bool) -> None:
 def delete(ctx: click.Context, name: str) -> None:
     """Delete the token stored under NAME."""
     current = state(ctx)
-    with current.open() as store:
+    with current.open_existing() as store:
         if not store.delete(name):
             missing(store, name)
-        click.echo(f"deleted {safe(name)} from {redact_url(store.url)}")
+        click.echo(f"deleted {safe(name)} from {engine.redact_url(store.url)}")

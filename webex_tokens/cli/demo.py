@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import click
 
-from ..store import TokenStore, redact_url
+from ..store import TokenStore
 from . import engine
 from .accounts import LIST_HEADERS, list_row
 from .durations import until
@@ -61,15 +59,14 @@ def demo(ctx: click.Context, account: str, keep: bool) -> None:
     import secrets
 
     from ..oauth import WebexOAuth
-    from ..store import validate_name
     from ..testing.fake_webex import FakeWebex
 
-    validate_name(account)
+    engine.check_name(account)
     current = state(ctx)
     redirect_uri = f"http://127.0.0.1:{_free_loopback_port()}/oauth/webex/callback"
     client_secret = secrets.token_urlsafe(24)
     with (
-        current.open() as store,
+        current.open_for_writing() as store,
         FakeWebex(
             client_id=DEMO_CLIENT_ID,
             client_secret=client_secret,
@@ -119,10 +116,9 @@ def _demo_story(
     from ..backends.fernet import generate_key
 
     _step(2, "webex-tokens login (the emulator plays the browser)")
-    # login() tells a human where the browser is; here the emulator is the browser.
-    with contextlib.redirect_stderr(io.StringIO()):
-        token = oauth.login(open_browser=open_browser, timeout=30)
-    store.put(account, token)
+    # The login tells a human where the browser is; here the emulator is the browser.
+    token = engine.interactive_login(oauth, open_browser=open_browser, timeout=30, quiet=True)
+    engine.save_login(store, token, account)
     click.echo(f"Logged in as {safe(token.account or account)}; token saved to {label}")
 
     _step(3, "webex-tokens list")
@@ -148,7 +144,7 @@ def _demo_story(
         key_file = Path(scratch) / "demo.key"
         write_private(key_file, generate_key().encode("ascii"), force=False)
         data_file = Path(scratch) / "tokens.json"
-        with engine.open_target(f"fernet+file://{data_file}?key_file={key_file}") as encrypted:
+        with engine.open_for_writing(f"fernet+file://{data_file}?key_file={key_file}") as encrypted:
             click.echo(f"key file {key_file} (mode 0600)")
             run_migration(
                 store,
@@ -165,7 +161,7 @@ def _demo_story(
             click.echo(f"{data_file.name} holds ciphertext only")
 
             _step(7, "webex-tokens list (from the encrypted store)")
-            where = redact_url(encrypted.url)
+            where = engine.redact_url(encrypted.url)
             print_table(
                 LIST_HEADERS,
                 [list_row(e, where, engine.leeway()) for e in engine.scan_store(encrypted)],

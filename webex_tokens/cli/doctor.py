@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import click
 
-from ..errors import WebexTokensError
-from ..store import TokenStore, redact_url
+from ..errors import StoreNotFound, WebexTokensError
+from ..store import TokenStore
 from . import engine
 from .output import emit_json, json_option, one_line, print_table, safe
 from .state import State, state
@@ -31,11 +31,11 @@ def stores(ctx: click.Context, as_json: bool) -> None:
     """List the configured stores: URL, backend, encryption and which one is the default."""
     current = state(ctx)
     settings = current.settings()
-    active = current.store if current.store is not None else settings.default_target
-    active_url = settings.store_url(active)
+    active = engine.active_store(settings, current.store)
+    active_url = engine.resolve_store_url(settings, active)
     listed = [
-        _Store(name, configured.url, active == name, configured.description, "settings file")
-        for name, configured in settings.stores.items()
+        _Store(name, url, active == name, description, "settings file")
+        for name, url, description in engine.configured_stores(settings)
     ]
     if not any(store.default for store in listed):
         origin = engine.default_origin(settings, current.store)
@@ -66,7 +66,7 @@ class _Store:
     def row(self) -> tuple[str, ...]:
         return (
             self.name or f"({self.origin})",
-            redact_url(self.url),
+            engine.redact_url(self.url),
             engine.backend_of(self.url),
             "yes" if engine.is_encrypted(self.url) else "no",
             "*" if self.default else "",
@@ -76,7 +76,7 @@ class _Store:
     def document(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "url": redact_url(self.url),
+            "url": engine.redact_url(self.url),
             "backend": engine.backend_of(self.url),
             "encrypted": engine.is_encrypted(self.url),
             "default": self.default,
@@ -103,10 +103,10 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
     settings = current.settings()
     targets: list[tuple[str, str]] = []
     if current.store is not None:
-        targets.append((current.store, settings.store_url(current.store)))
+        targets.append((current.store, engine.resolve_store_url(settings, current.store)))
     else:
-        targets.extend((name, configured.url) for name, configured in settings.stores.items())
-        default_url = settings.store_url(None)
+        targets.extend((name, url) for name, url, _ in engine.configured_stores(settings))
+        default_url = engine.resolve_store_url(settings, None)
         if all(url != default_url for _, url in targets):
             origin = engine.default_origin(settings, current.store)
             targets.append((f"({origin})", default_url))
@@ -114,9 +114,9 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
     findings: list[_Finding] = []
     for label, url in targets:
         if not as_json:
-            click.echo(f"{label}: {redact_url(url)}")
+            click.echo(f"{label}: {engine.redact_url(url)}")
         found = _run_checks(_check_store(current, url), quiet=as_json)
-        checked.append({"name": label, "url": redact_url(url), "findings": found})
+        checked.append({"name": label, "url": engine.redact_url(url), "findings": found})
         findings.extend(found)
     if not as_json:
         click.echo("integration:")
@@ -174,27 +174,24 @@ def _check_store(current: State, url: str) -> Iterator[_Finding]:
         yield _Finding("ok", f"not created yet: {database} is made on first use")
         return
     try:
-        store = current.open(url)
+        store = current.open_existing(url)
+    except StoreNotFound as exc:
+        yield _Finding("ok", f"not created yet: {exc}")
+        return
     except WebexTokensError as exc:
         yield _Finding("problem", f"cannot open: {exc}")
         return
     with store:
-        from ..backends.fernet import FernetStore
-
-        base = store.inner if isinstance(store, FernetStore) else store
-        if isinstance(store, FernetStore):
-            yield _Finding("ok", f"encrypted (Fernet), keys from {store.key_source}")
+        facts = engine.store_facts(store)
+        if facts.key_source is not None:
+            yield _Finding("ok", f"encrypted (Fernet), keys from {facts.key_source}")
         else:
             yield _Finding("ok", "not encrypted (a fernet+ URL encrypts each record)")
         yield from _check_records(store)
-        path = getattr(base, "path", None)
-        if isinstance(path, Path):
-            yield from _check_permissions(path)
-        backend = getattr(base, "backend", None)
-        if engine.backend_of(url) == "keyring" and backend is not None:
-            yield _Finding(
-                "ok", f"keyring backend: {getattr(backend, 'name', type(backend).__name__)}"
-            )
+        if facts.path is not None:
+            yield from _check_permissions(facts.path)
+        if facts.keyring_backend is not None:
+            yield _Finding("ok", f"keyring backend: {facts.keyring_backend}")
 
 
 def _check_records(store: TokenStore) -> Iterator[_Finding]:

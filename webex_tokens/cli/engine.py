@@ -14,39 +14,51 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from ..errors import DecryptionError, InvalidToken, StoreCorrupted
 from ..registry import is_store_url, open_store
-from ..store import TokenStore
+from ..store import TokenStore, redact_url
 from ..token import Token
 
 if TYPE_CHECKING:
+    from ..migration import MigrationReport
     from ..oauth import WebexOAuth
     from ..settings import Settings
 
 __all__ = [
     "REFRESH_DUE_WINDOW",
     "Entry",
+    "StoreFacts",
+    "active_store",
     "backend_of",
+    "check_name",
+    "configured_stores",
     "default_origin",
     "expires_within",
+    "interactive_login",
     "is_encrypted",
     "is_url",
     "leeway",
     "load_settings",
     "login_command",
     "matching",
+    "migrate_tokens",
     "oauth_from_settings",
-    "open_target",
+    "open_existing",
+    "open_for_writing",
+    "redact_url",
     "refresh_if_due",
     "refresh_now",
+    "resolve_store_url",
+    "save_login",
     "scan_store",
     "sqlite_path",
     "status",
+    "store_facts",
 ]
 
 #: A refresh token that expires within this window shows as ``due`` in ``list``.
@@ -63,12 +75,42 @@ def load_settings(config: str | None) -> Settings:
     return load(config)
 
 
-def open_target(target: str | None, settings: Settings | None = None) -> TokenStore:
-    """Open the store ``target`` names (a URL, a configured name, or None: the default).
+def open_existing(target: str | None, settings: Settings | None = None) -> TokenStore:
+    """Open the store a command that only reads (or updates what exists) works on.
 
-    ``settings`` resolve a name or the default; a URL needs none.
+    ``list``, ``show``, ``token``, ``export``, ``delete`` and ``doctor`` use this: they
+    must never create a store (a mistyped path would otherwise become an empty store).
+    Today it opens like :func:`open_for_writing`; it is the one place to call the store
+    layer's open-without-creating (raising ``StoreNotFound``) once it exists. ``token``
+    may still write through the store it gets (a refresh saves the new token).
     """
     return open_store(target, settings=settings)
+
+
+def open_for_writing(target: str | None, settings: Settings | None = None) -> TokenStore:
+    """Open (creating it if needed) the store ``target`` names: a URL, a name, or None.
+
+    ``settings`` resolve a name or the default store; a URL needs none.
+    """
+    return open_store(target, settings=settings)
+
+
+def resolve_store_url(settings: Settings, target: str | None) -> str:
+    """The URL of the store ``target`` names (None: the default store), not opened."""
+    return settings.store_url(target)
+
+
+def active_store(settings: Settings, store_option: str | None) -> str | None:
+    """The store the commands use: ``--store``, else the settings' default (a name or URL).
+
+    None means the embedded default store.
+    """
+    return store_option if store_option is not None else settings.default_target
+
+
+def configured_stores(settings: Settings) -> list[tuple[str, str, str | None]]:
+    """The stores of the settings file: ``(name, url, description)``, in file order."""
+    return [(name, store.url, store.description) for name, store in settings.stores.items()]
 
 
 def default_origin(settings: Settings, store_option: str | None) -> str:
@@ -105,6 +147,31 @@ def backend_of(url: str) -> str:
     return scheme_of(url[len(_FERNET_PREFIX) :] if is_encrypted(url) else url)
 
 
+@dataclass(frozen=True)
+class StoreFacts:
+    """What ``doctor`` reports about an open store, beyond its records."""
+
+    key_source: str | None  # where the Fernet keys come from; None: not encrypted
+    path: Path | None  # the file the tokens are in (file and SQLite stores)
+    keyring_backend: str | None  # the keyring in use (keyring stores)
+
+
+def store_facts(store: TokenStore) -> StoreFacts:
+    """Encryption, file and keyring of ``store`` (the one place the CLI looks inside one)."""
+    from ..backends.fernet import FernetStore
+
+    base = store.inner if isinstance(store, FernetStore) else store
+    path = getattr(base, "path", None)
+    keyring = getattr(base, "backend", None) if backend_of(store.url) == "keyring" else None
+    return StoreFacts(
+        key_source=store.key_source if isinstance(store, FernetStore) else None,
+        path=path if isinstance(path, Path) else None,
+        keyring_backend=None
+        if keyring is None
+        else str(getattr(keyring, "name", type(keyring).__name__)),
+    )
+
+
 def sqlite_path(url: str) -> Path | None:
     """The database file of a (possibly encrypted) SQLite URL, or None."""
     inner = url[len(_FERNET_PREFIX) :] if is_encrypted(url) else url
@@ -120,6 +187,33 @@ def sqlite_path(url: str) -> Path | None:
     if not database or database == ":memory:":
         return None
     return Path(os.path.abspath(os.path.expanduser(database)))
+
+
+# -- moving tokens -------------------------------------------------------------------------
+
+
+def migrate_tokens(
+    source: TokenStore,
+    target: TokenStore,
+    names: str | Sequence[str] | None,
+    *,
+    on_conflict: str,
+    move: bool,
+    dry_run: bool,
+    progress: Callable[[str, str], None],
+) -> MigrationReport:
+    """Copy (or move) tokens from ``source`` to ``target``: :func:`webex_tokens.migrate`."""
+    from ..migration import migrate
+
+    return migrate(
+        source,
+        target,
+        names,
+        on_conflict=on_conflict,
+        move=move,
+        dry_run=dry_run,
+        progress=progress,
+    )
 
 
 # -- reading a store tolerantly ---------------------------------------------------------
@@ -206,6 +300,53 @@ def expires_within(token: Token, window: float) -> bool:
     return (left is not None and left <= window) or (
         refresh_left is not None and refresh_left <= window
     )
+
+
+# -- logging in ----------------------------------------------------------------------------
+
+
+def check_name(name: str) -> None:
+    """Refuse an account name no store accepts, before anything is asked of anyone.
+
+    Raises:
+        InvalidName: ``name`` is empty, too long or holds control characters.
+    """
+    from ..store import validate_name
+
+    validate_name(name)
+
+
+def interactive_login(
+    oauth: WebexOAuth,
+    *,
+    open_browser: Callable[[str], bool] | None,
+    timeout: float,
+    account: str | None = None,
+    port: int | None = None,
+    quiet: bool = False,
+) -> Token:
+    """Run the browser login of ``oauth`` and return the token (not yet saved).
+
+    ``open_browser`` None: print the URL and read the redirect URL back. ``quiet``
+    silences what the login tells a human on stderr (the demo plays the browser).
+    """
+    if not quiet:
+        return oauth.login(open_browser=open_browser, timeout=timeout, account=account, port=port)
+    import contextlib
+    import io
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        return oauth.login(open_browser=open_browser, timeout=timeout, account=account, port=port)
+
+
+def save_login(store: TokenStore, token: Token, name: str | None) -> str:
+    """Save a new login in ``store`` and return the name it went under.
+
+    The name asked for, else the account's email, else ``default``.
+    """
+    label = name or token.account or "default"
+    store.put(label, token)
+    return label
 
 
 # -- OAuth and refreshing ------------------------------------------------------------------

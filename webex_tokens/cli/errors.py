@@ -7,7 +7,8 @@ from typing import Any, NoReturn
 import click
 
 from ..errors import WebexTokensError
-from ..store import TokenStore, redact_url
+from ..store import TokenStore
+from . import engine
 from .output import one_line, safe
 
 __all__ = ["CommandFailed", "UsageFailed", "describe", "missing", "one_line_usage"]
@@ -61,6 +62,6 @@ def describe(exc: BaseException) -> str:
 def missing(store: TokenStore, name: str) -> NoReturn:
     """Fail because ``store`` holds no token called ``name``."""
     raise CommandFailed(
-        f"no token named {safe(name)!r} in {redact_url(store.url)}; "
+        f"no token named {safe(name)!r} in {engine.redact_url(store.url)}; "
         "see the stored names with: webex-tokens list"
     )

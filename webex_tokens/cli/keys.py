@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..store import redact_url
+from . import engine
 from .errors import CommandFailed
 from .state import state
 from .transfer import write_private
@@ -53,15 +53,16 @@ def rotate_key(ctx: click.Context) -> None:
     """
     from ..backends.fernet import FernetStore, rotate_keys
 
-    with state(ctx).open() as store:
+    with state(ctx).open_existing() as store:
         if not isinstance(store, FernetStore):
             raise CommandFailed(
-                f"{redact_url(store.url)} is not encrypted, so it has no key to rotate; "
+                f"{engine.redact_url(store.url)} is not encrypted, so it has no key to rotate; "
                 "choose a fernet+ store with --store"
             )
         count = rotate_keys(store)
+        where = engine.redact_url(store.url)
         click.echo(
-            f"re-encrypted {count} token(s) in {redact_url(store.url)} under the first key of "
+            f"re-encrypted {count} token(s) in {where} under the first key of "
             f"{store.key_source}; any key listed after it there is no longer needed: "
             "keep the first key only"
         )

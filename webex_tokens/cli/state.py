@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Final
 
 import click
 
-from ..store import TokenStore, redact_url
+from ..store import TokenStore
 from . import engine
 
 if TYPE_CHECKING:
@@ -43,9 +43,13 @@ class State:
         """The store a command works on: its own option, else ``--store``, else default."""
         return target if target is not None else self.store
 
-    def open(self, target: str | None = None) -> TokenStore:
-        """Open the store a command works on (see :meth:`target`)."""
-        return engine.open_target(self.target(target), self.settings())
+    def open_existing(self, target: str | None = None) -> TokenStore:
+        """Open the store a command works on (:meth:`target`) without creating it."""
+        return engine.open_existing(self.target(target), self.settings())
+
+    def open_for_writing(self, target: str | None = None) -> TokenStore:
+        """Open the store a command works on (:meth:`target`), creating it if needed."""
+        return engine.open_for_writing(self.target(target), self.settings())
 
     def label(self, store: TokenStore, target: str | None = None) -> str:
         """How to name ``store`` in output: its configured name, else its URL.
@@ -55,12 +59,12 @@ class State:
         """
         chosen = self.target(target)
         if chosen is None:
-            chosen = self.settings().default_target
+            chosen = engine.active_store(self.settings(), None)
             if chosen is None:
                 return EMBEDDED_DEFAULT_LABEL
         if chosen and not engine.is_url(chosen):
             return chosen
-        return redact_url(store.url)
+        return engine.redact_url(store.url)
 
 
 def state(ctx: click.Context) -> State:

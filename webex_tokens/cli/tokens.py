@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import WebexTokensError
-from ..store import TokenStore, redact_url
+from ..store import TokenStore
 from ..token import Token
 from . import engine
 from .durations import duration_option, format_duration, until
@@ -49,23 +49,22 @@ def login(
     """
     import webbrowser
 
-    from ..store import validate_name
-
     current = state(ctx)
     if name is not None:
-        validate_name(name)
+        engine.check_name(name)
     oauth = engine.oauth_from_settings(current.settings())
-    with current.open() as store:
-        token = oauth.login(
+    with current.open_for_writing() as store:
+        token = engine.interactive_login(
+            oauth,
             open_browser=None if no_browser else webbrowser.open,
             timeout=timeout,
             account=name,
             port=port,
         )
-        label = name or token.account or "default"
-        store.put(label, token)
+        label = engine.save_login(store, token, name)
         who = safe(token.account or label)
-        click.echo(f"Logged in as {who}; token saved to {redact_url(store.url)} as {safe(label)}")
+        where = engine.redact_url(store.url)
+        click.echo(f"Logged in as {who}; token saved to {where} as {safe(label)}")
 
 
 @click.command()
@@ -80,7 +79,7 @@ def token(ctx: click.Context, name: str) -> None:
         curl -H "Authorization: Bearer $(webex-tokens token alice)" ...
     """
     current = state(ctx)
-    with current.open() as store:
+    with current.open_existing() as store:
         found = store.get(name)
         if found is None:
             missing(store, name)
@@ -128,7 +127,7 @@ def refresh(
         raise click.UsageError("give either an account NAME or --all, not both or neither")
     current = state(ctx)
     oauth = engine.oauth_from_settings(current.settings())
-    with current.open() as store:
+    with current.open_existing() as store:
         if name is None:
             outcome = _refresh_all(store, oauth, due_within, concurrency, quiet=as_json)
         else:
@@ -146,7 +145,7 @@ def refresh(
                 outcome.refreshed.append((name, engine.refresh_now(store, name, oauth)))
             except (WebexTokensError, OSError) as exc:
                 outcome.failed.append((name, describe(exc)))
-        label, url = current.label(store), redact_url(store.url)
+        label, url = current.label(store), engine.redact_url(store.url)
     if as_json:
         emit_json("refresh", outcome.document(label, url, due_within if name is None else None))
     else:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..store import TokenStore, redact_url
+from ..store import TokenStore
 from ..token import Token
 from . import engine
 from .errors import CommandFailed
@@ -64,7 +64,7 @@ def migrate(
 ) -> None:
     """Copy (or --move) tokens from one store to another, safely and re-runnably."""
     current = state(ctx)
-    with current.open(source) as from_store, current.open(target) as to_store:
+    with current.open_existing(source) as from_store, current.open_for_writing(target) as to_store:
         total = sum(
             1 for name in from_store.names() if names is None or fnmatch.fnmatchcase(name, names)
         )
@@ -93,9 +93,9 @@ def _endpoints(
     """Where a migration or an import went, for its ``--json`` document."""
     return {
         "source": source,
-        "source_url": None if from_store is None else redact_url(from_store.url),
+        "source_url": None if from_store is None else engine.redact_url(from_store.url),
         "target": target,
-        "target_url": redact_url(to_store.url),
+        "target_url": engine.redact_url(to_store.url),
     }
 
 
@@ -117,11 +117,9 @@ def run_migration(
     With ``json_fields`` (``--json``), the summary is the command's JSON document: those
     fields, then the counts and outcomes; no progress is shown.
     """
-    from ..migration import migrate as run
-
     quiet = json_fields is not None
     with Reporter(f"{verb} {heading}", total, quiet=quiet) as reporter:
-        report = run(
+        report = engine.migrate_tokens(
             source,
             target,
             names,
@@ -212,7 +210,7 @@ def import_(
     staging = MemoryStore()
     for key, value in tokens.items():
         staging.put(key, value)
-    with current.open() as store:
+    with current.open_for_writing() as store:
         run_migration(
             staging,
             store,
@@ -250,7 +248,7 @@ def export(ctx: click.Context, file: str, names: str | None, force: bool, to_std
     from ..bundle import dumps_bundle
 
     current = state(ctx)
-    with current.open() as store:
+    with current.open_existing() as store:
         tokens: dict[str, Token] = {}
         for entry in engine.matching(engine.scan_store(store), names):
             if entry.token is None:
@@ -259,7 +257,7 @@ def export(ctx: click.Context, file: str, names: str | None, force: bool, to_std
         if not tokens:
             what = f"match {names!r}" if names else "are stored"
             raise CommandFailed(
-                f"no tokens {what} in {redact_url(store.url)}; nothing was exported"
+                f"no tokens {what} in {engine.redact_url(store.url)}; nothing was exported"
             )
     data = dumps_bundle(tokens)
     count = f"{len(tokens)} access and refresh token(s) in plain text"
