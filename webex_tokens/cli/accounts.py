@@ -60,7 +60,8 @@ def list_(ctx: click.Context, all_stores: bool, as_json: bool) -> None:
         except WebexTokensError as exc:
             if not all_stores:
                 raise
-            store_errors.append({"store": target, "url": None, "message": describe(exc)})
+            shown = target if target is not None else "the default store"
+            store_errors.append({"store": shown, "url": None, "message": describe(exc)})
             continue
         with store:
             label, url = current.label(store, target), engine.redact_url(store.url)
