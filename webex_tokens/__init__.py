@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from .refresh import ensure_fresh
     from .settings import Settings, load_settings
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.2.0.dev0"
 
 _LAZY = {
     "AsyncWebexClient": ".aio",

@@ -8,6 +8,10 @@ Markers in the Markdown sources are replaced at build time:
     such marker, or the build fails.
 ``<!-- cli-commands -->``
     a table of every command and its one-line help.
+``<!-- cli-json: COMMAND -->``
+    the fields of the ``--json`` document of ``webex-tokens COMMAND`` and of every object
+    in it, from :mod:`webex_tokens.cli.schemas`. Every command with ``--json`` must have
+    one such marker, or the build fails.
 ``<!-- api-index -->``
     a table of every name in ``webex_tokens.__all__``, each linked to its entry in the
     API reference (a name without one fails the strict build through autorefs).
@@ -30,12 +34,14 @@ from mkdocs.exceptions import PluginError
 log = logging.getLogger("mkdocs.hooks.generate")
 
 _MARKER = re.compile(
-    r"<!--\s*(?P<kind>cli-help|cli-commands|api-index|include)(?::\s*(?P<arg>[^>]*?))?\s*-->"
+    r"<!--\s*(?P<kind>cli-help|cli-commands|cli-json|api-index|include)"
+    r"(?::\s*(?P<arg>[^>]*?))?\s*-->"
 )
 _WIDTH = 88
 _CLI_PAGE = "cli.md"
 
 _documented_commands: set[str] = set()
+_documented_json: set[str] = set()
 
 
 def _cli() -> click.Group:
@@ -86,6 +92,64 @@ def _command_table() -> str:
     return "\n".join(rows)
 
 
+def _type(kind: str) -> str:
+    nullable = kind.endswith("?")
+    kind = kind.rstrip("?")
+    text = (
+        f"list of {_type(kind[1:-1])}"
+        if kind.startswith("[")
+        else {
+            "str": "string",
+            "int": "integer",
+            "bool": "boolean",
+        }.get(kind, f"*{kind}*")
+    )
+    return f"{text} or null" if nullable else text
+
+
+def _objects_in(kind: str) -> list[str]:
+    from webex_tokens.cli.schemas import OBJECTS
+
+    name = kind.rstrip("?").strip("[]")
+    if name not in OBJECTS:
+        return []
+    found = [name]
+    for field in OBJECTS[name].values():
+        found += [inner for inner in _objects_in(field.type) if inner not in found]
+    return found
+
+
+def _fields_table(fields: Any) -> str:
+    rows = ["| key | type | meaning |", "|---|---|---|"]
+    for key, field in fields.items():
+        only = f" (only with `{field.only}`)" if field.only else ""
+        rows.append(f"| `{key}` | {_type(field.type)} | {field.meaning}{only} |")
+    return "\n".join(rows)
+
+
+def _json_schema(command: str) -> str:
+    from webex_tokens.cli.schemas import DOCUMENTS, OBJECTS, Field
+
+    fields = DOCUMENTS.get(command)
+    if fields is None:
+        raise PluginError(
+            f"docs/{_CLI_PAGE} documents the JSON of 'webex-tokens {command}', which has none; "
+            f"commands with --json: {', '.join(sorted(DOCUMENTS))}"
+        )
+    _documented_json.add(command)
+    header = {
+        "command": Field("str", f"`{command}`"),
+        "schema_version": Field("int", "`1`; it changes only when a field changes meaning"),
+    }
+    parts = [_fields_table({**header, **fields})]
+    objects: list[str] = []
+    for field in fields.values():
+        objects += [name for name in _objects_in(field.type) if name not in objects]
+    for name in objects:
+        parts.append(f"*{name}*:\n\n{_fields_table(OBJECTS[name])}")
+    return "\n\n".join(parts)
+
+
 def _api_index() -> str:
     import webex_tokens
 
@@ -123,6 +187,7 @@ def _include(argument: str, config: Any) -> str:
 def on_pre_build(config: Any) -> None:
     """Forget what an earlier build (``mkdocs serve``) documented."""
     _documented_commands.clear()
+    _documented_json.clear()
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
@@ -134,6 +199,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
             return _command_help(argument)
         if kind == "cli-commands":
             return _command_table()
+        if kind == "cli-json":
+            return _json_schema(argument)
         if kind == "api-index":
             return _api_index()
         return _include(argument, config)
@@ -142,11 +209,20 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
 
 
 def on_post_build(config: Any) -> None:
-    """Fail the strict build when a CLI command has no reference section."""
+    """Fail the strict build when a CLI command or a --json document has no reference."""
+    from webex_tokens.cli.schemas import DOCUMENTS
+
     missing = sorted({"webex-tokens", *_cli().commands} - _documented_commands)
     if missing:
         log.warning(
             "docs/%s has no '<!-- cli-help: NAME -->' section for: %s",
             _CLI_PAGE,
             ", ".join(missing),
+        )
+    undocumented = sorted(set(DOCUMENTS) - _documented_json)
+    if undocumented:
+        log.warning(
+            "docs/%s has no '<!-- cli-json: NAME -->' schema for: %s",
+            _CLI_PAGE,
+            ", ".join(undocumented),
         )

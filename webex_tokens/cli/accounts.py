@@ -1,0 +1,292 @@
+"""The commands that look at stored accounts: list, show and delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import click
+
+from ..errors import WebexTokensError
+from ..token import Token, fingerprint
+from . import engine
+from .durations import until
+from .errors import describe, missing
+from .output import (
+    emit_json,
+    iso,
+    json_option,
+    one_line,
+    print_table,
+    safe,
+    seconds,
+    terminal,
+)
+from .state import state
+
+__all__ = ["LIST_HEADERS", "account_document", "delete", "list_", "list_row", "show"]
+
+LIST_HEADERS: Final = ("account", "store", "expires in", "refresh expires in", "scopes", "status")
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """One row of ``list``: an account and the store it is in."""
+
+    store: str
+    url: str
+    entry: engine.Entry
+
+
+@click.command(name="list")
+@click.option("--all-stores", is_flag=True, help="List the accounts of every configured store.")
+@json_option
+@click.pass_context
+def list_(ctx: click.Context, all_stores: bool, as_json: bool) -> None:
+    """List the stored accounts and when their tokens expire.
+
+    Exits 1 when a record (or a store, with --all-stores) cannot be read; the other
+    accounts are still listed.
+    """
+    current = state(ctx)
+    targets: list[str | None] = [None]
+    if all_stores:
+        targets = [name for name, _, _ in engine.configured_stores(current.settings())] or [None]
+    listed: list[_Listed] = []
+    store_errors: list[dict[str, Any]] = []
+    for target in targets:
+        try:
+            store = current.open_existing(target)
+        except WebexTokensError as exc:
+            if not all_stores:
+                raise
+            shown = target if target is not None else "the default store"
+            store_errors.append({"store": shown, "url": None, "message": describe(exc)})
+            continue
+        with store:
+            label, url = current.label(store, target), engine.redact_url(store.url)
+            try:
+                entries = sorted(engine.scan_store(store), key=lambda e: e.name)
+            except WebexTokensError as exc:
+                if not all_stores:
+                    raise
+                store_errors.append({"store": label, "url": url, "message": describe(exc)})
+                continue
+            listed.extend(_Listed(label, url, entry) for entry in entries)
+    for failed in store_errors:
+        click.echo(f"error: {failed['store']}: {one_line(failed['message'])}", err=True)
+    unreadable = [item for item in listed if item.entry.error is not None]
+    _report_unreadable(listed, unreadable, every=current.debug)
+    leeway = engine.leeway()
+    if as_json:
+        accounts = [account_document(item.entry, item.store, item.url, leeway) for item in listed]
+        emit_json("list", {"accounts": accounts, "errors": store_errors})
+    elif listed:
+        rows = [list_row(item.entry, item.store, leeway) for item in listed]
+        stores = {(item.store, item.url) for item in listed}
+        title = None
+        if len(stores) == 1:
+            label, url = stores.pop()
+            title = f"store: {label}" + (f" ({url})" if url != label else "")
+        print_table(LIST_HEADERS, rows, common=1, title=title)
+        if terminal():
+            _hint_logins(
+                [
+                    item.entry.name
+                    for item, row in zip(listed, rows, strict=True)
+                    if row[-1] == "refresh expired"
+                ]
+            )
+    elif not store_errors:
+        click.echo("no tokens stored; add one with: webex-tokens login", err=True)
+    if store_errors or unreadable:
+        raise click.exceptions.Exit(1)
+
+
+def _hint_logins(names: list[str], shown: int = 5) -> None:
+    """Under a table on a terminal: the command that revives each account (a few)."""
+    for name in names[:shown]:
+        click.echo(f"log in again: {safe(engine.login_command(name))}")
+    if len(names) > shown:
+        click.echo(f"... and {len(names) - shown} more (list --json has each command)")
+
+
+def _report_unreadable(listed: list[_Listed], unreadable: list[_Listed], *, every: bool) -> None:
+    """One ``error:`` line per store for its unreadable records (one per record: ``every``).
+
+    A wrong key makes every record unreadable with the same long message; one line with
+    the count and the first record's message (which says how to fix it) tells it all.
+    """
+    if every:
+        for item in unreadable:
+            click.echo(f"error: {one_line(item.entry.error)}", err=True)
+        return
+    for store in dict.fromkeys(item.store for item in unreadable):
+        bad = [item.entry for item in unreadable if item.store == store]
+        if len(bad) == 1:
+            click.echo(f"error: {one_line(bad[0].error)}", err=True)
+            continue
+        total = sum(1 for item in listed if item.store == store)
+        click.echo(
+            f"error: {len(bad)} of {total} records in {store} cannot be read "
+            f"(--debug or --json shows each); the first, {bad[0].name!r}: "
+            f"{one_line(bad[0].error)}",
+            err=True,
+        )
+
+
+def list_row(entry: engine.Entry, label: str, leeway: float) -> tuple[str, ...]:
+    """The row of ``list`` for one account (see :data:`LIST_HEADERS`)."""
+    found = entry.token
+    if found is None:
+        return (safe(entry.name), label, "?", "?", "?", "unreadable")
+    refresh_left = (
+        until(found.refresh_expires_in()) if found.refresh_token is not None else "no refresh"
+    )
+    return (
+        safe(entry.name),
+        label,
+        until(found.expires_in()),
+        refresh_left,
+        safe(" ".join(found.scopes)) or "-",
+        engine.status(found, leeway),
+    )
+
+
+def account_document(
+    entry: engine.Entry, store: str, url: str, leeway: float, *, reveal: bool = False
+) -> dict[str, Any]:
+    """One account as ``list --json`` and ``show --json`` print it (secrets: ``reveal``).
+
+    The fields are those of the ``account`` object in :mod:`webex_tokens.cli.schemas`.
+    """
+    found = entry.token
+    status = "unreadable" if found is None else engine.status(found, leeway)
+    document: dict[str, Any] = {
+        "name": entry.name,
+        "store": store,
+        "store_url": url,
+        "status": status,
+        "action": engine.login_command(entry.name) if status == "refresh expired" else None,
+        "error": entry.error,
+    }
+    if found is None:
+        return {**document, **dict.fromkeys(_TOKEN_FIELDS)}
+    document.update(
+        {
+            "account": found.account,
+            "kind": found.kind,
+            "expires_at": iso(found.expires_at),
+            "expires_in": seconds(found.expires_in()),
+            "refresh_expires_at": iso(found.refresh_token_expires_at),
+            "refresh_expires_in": seconds(found.refresh_expires_in()),
+            "has_refresh_token": found.refresh_token is not None,
+            "scopes": list(found.scopes),
+            "token_type": found.token_type,
+            "client_id": found.client_id,
+            "org_id": found.org_id,
+            "saved_at": iso(found.saved_at),
+            "fingerprint": found.fingerprint,
+            "refresh_fingerprint": _fingerprint(found.refresh_token),
+        }
+    )
+    if reveal:
+        document.update(
+            {
+                "access_token": found.access_token,
+                "refresh_token": found.refresh_token,
+                "id_token": found.id_token,
+            }
+        )
+    return document
+
+
+_TOKEN_FIELDS: Final = (
+    "account",
+    "kind",
+    "expires_at",
+    "expires_in",
+    "refresh_expires_at",
+    "refresh_expires_in",
+    "has_refresh_token",
+    "scopes",
+    "token_type",
+    "client_id",
+    "org_id",
+    "saved_at",
+    "fingerprint",
+    "refresh_fingerprint",
+)
+
+
+def _fingerprint(secret: str | None) -> str | None:
+    return None if secret is None else fingerprint(secret)
+
+
+@click.command()
+@click.argument("name")
+@click.option("--reveal", is_flag=True, help="Show the access and refresh tokens themselves.")
+@json_option
+@click.pass_context
+def show(ctx: click.Context, name: str, reveal: bool, as_json: bool) -> None:
+    """Show one stored token; the secrets are masked (a fingerprint) unless --reveal."""
+    current = state(ctx)
+    with current.open_existing() as store:
+        found = store.get(name)
+        if found is None:
+            missing(store, name)
+        label, url = current.label(store), engine.redact_url(store.url)
+    if as_json:
+        entry = engine.Entry(name, found)
+        document = account_document(entry, label, url, engine.leeway(), reveal=reveal)
+        emit_json("show", {"account": document})
+        return
+    _show_text(name, found, label, reveal)
+
+
+def _show_text(name: str, found: Token, label: str, reveal: bool) -> None:
+    def secret(value: str | None) -> str:
+        if value is None:
+            return "none"
+        return value if reveal else f"{fingerprint(value)} (masked; --reveal shows it)"
+
+    def when(value: Any, seconds: float | None) -> str:
+        if value is None:
+            return "unknown"
+        left = until(seconds)
+        if seconds is not None and seconds > 0:
+            left = "in " + left
+        return f"{value.replace(microsecond=0).isoformat()} ({left})"
+
+    fields = [
+        ("name", safe(name)),
+        ("account", safe(found.account or "unknown")),
+        ("store", label),
+        ("status", engine.status(found, engine.leeway())),
+        ("access token", secret(found.access_token)),
+        ("expires at", when(found.expires_at, found.expires_in())),
+        ("refresh token", secret(found.refresh_token)),
+        (
+            "refresh expires at",
+            when(found.refresh_token_expires_at, found.refresh_expires_in()),
+        ),
+        ("token type", found.token_type),
+        ("scopes", safe(" ".join(found.scopes)) or "none"),
+        ("client id", safe(found.client_id or "unknown")),
+        ("saved at", found.saved_at.replace(microsecond=0).isoformat()),
+    ]
+    width = max(len(key) for key, _ in fields) + 1
+    for key, value in fields:
+        click.echo(f"{key + ':':<{width}} {value}")
+
+
+@click.command()
+@click.argument("name")
+@click.pass_context
+def delete(ctx: click.Context, name: str) -> None:
+    """Delete the token stored under NAME."""
+    current = state(ctx)
+    with current.open_existing() as store:
+        if not store.delete(name):
+            missing(store, name)
+        click.echo(f"deleted {safe(name)} from {engine.redact_url(store.url)}")

@@ -1,0 +1,233 @@
+"""The commands that get and renew tokens: login, token and refresh."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..errors import WebexTokensError
+from ..store import TokenStore
+from ..token import Token
+from . import engine
+from .durations import duration_option, format_duration, until
+from .errors import describe, missing
+from .output import Reporter, emit_json, iso, json_option, one_line, safe, seconds
+from .state import state
+
+if TYPE_CHECKING:
+    from ..oauth import WebexOAuth
+
+__all__ = ["login", "refresh", "token"]
+
+
+# -- login / token / refresh -------------------------------------------------------------
+
+
+@click.command()
+@click.option("--name", help="Save the token under this name (default: the account's email).")
+@click.option("--no-browser", is_flag=True, help="Print the URL and read the redirect URL back.")
+@click.option("--port", type=click.IntRange(1, 65535), help="Callback port (default: the URI's).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for the browser to come back.",
+)
+@click.pass_context
+def login(
+    ctx: click.Context, name: str | None, no_browser: bool, port: int | None, timeout: float
+) -> None:
+    """Log in to Webex in the browser and save the token.
+
+    The integration comes from WEBEX_CLIENT_ID, WEBEX_CLIENT_SECRET, WEBEX_REDIRECT_URI,
+    WEBEX_SCOPES and WEBEX_BASE_URL (environment, .env or the settings file). The code
+    comes back to a loopback server on the redirect URI's port, or, with --no-browser,
+    from the redirect URL pasted in.
+    """
+    import webbrowser
+
+    current = state(ctx)
+    if name is not None:
+        engine.check_name(name)
+    oauth = engine.oauth_from_settings(current.settings())
+    with current.open_for_writing() as store:
+        token = engine.interactive_login(
+            oauth,
+            open_browser=None if no_browser else webbrowser.open,
+            timeout=timeout,
+            account=name,
+            port=port,
+        )
+        label = engine.save_login(store, token, name)
+        who = safe(token.account or label)
+        where = engine.redact_url(store.url)
+        click.echo(f"Logged in as {who}; token saved to {where} as {safe(label)}")
+
+
+@click.command()
+@click.argument("name")
+@click.pass_context
+def token(ctx: click.Context, name: str) -> None:
+    """Print a valid access token for NAME (refreshed first when due), for scripts.
+
+    Nothing but the token and a newline is written on stdout:
+
+    \b
+        curl -H "Authorization: Bearer $(webex-tokens token alice)" ...
+    """
+    current = state(ctx)
+    with current.open_existing() as store:
+        found = store.get(name)
+        if found is None:
+            missing(store, name)
+        fresh = engine.refresh_if_due(
+            store, name, found, lambda: engine.oauth_from_settings(current.settings())
+        )
+        click.echo(fresh.access_token)
+
+
+@click.command()
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="Refresh every account that is due.")
+@click.option(
+    "--due-within",
+    metavar="DURATION",
+    default="7d",
+    show_default=True,
+    callback=duration_option,
+    help="With --all: refresh accounts whose access or refresh token expires within this.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="With --all: how many refreshes run at once.",
+)
+@json_option
+@click.pass_context
+def refresh(
+    ctx: click.Context,
+    *,
+    name: str | None,
+    all_: bool,
+    due_within: float,
+    concurrency: int,
+    as_json: bool,
+) -> None:
+    """Refresh NAME now, or with --all every account due within --due-within.
+
+    Each refresh is single-flight: another process refreshing the same account at the
+    same time waits, then uses the new token instead of refreshing again.
+    """
+    if (name is None) == (not all_):
+        raise click.UsageError("give either an account NAME or --all, not both or neither")
+    current = state(ctx)
+    oauth = engine.oauth_from_settings(current.settings())
+    with current.open_existing() as store:
+        if name is None:
+            outcome = _refresh_all(store, oauth, due_within, concurrency, quiet=as_json)
+        else:
+            if store.get(name) is None:
+                missing(store, name)
+            if not as_json:
+                fresh = engine.refresh_now(store, name, oauth)
+                click.echo(
+                    f"refreshed {safe(name)}: access token {fresh.fingerprint} "
+                    f"expires in {until(fresh.expires_in())}"
+                )
+                return
+            outcome = _Outcome()
+            try:
+                outcome.refreshed.append((name, engine.refresh_now(store, name, oauth)))
+            except (WebexTokensError, OSError) as exc:
+                outcome.failed.append((name, describe(exc)))
+        label, url = current.label(store), engine.redact_url(store.url)
+    if as_json:
+        emit_json("refresh", outcome.document(label, url, due_within if name is None else None))
+    else:
+        click.echo(
+            f"{label}: {len(outcome.refreshed)} refreshed, {len(outcome.failed)} failed, "
+            f"{len(outcome.not_due)} not due within {format_duration(due_within)}"
+        )
+    for failed_name, message in sorted(outcome.failed):
+        click.echo(f"error: {safe(failed_name)}: {one_line(message)}", err=True)
+    if outcome.failed:
+        raise click.exceptions.Exit(1)
+
+
+@dataclass
+class _Outcome:
+    """What a refresh did: the refreshed tokens, the failures, the accounts not due."""
+
+    refreshed: list[tuple[str, Token]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    not_due: list[str] = field(default_factory=list)
+
+    def document(self, store: str, url: str, window: float | None) -> dict[str, Any]:
+        """The ``refresh --json`` document."""
+        return {
+            "store": store,
+            "store_url": url,
+            "due_within": seconds(window),
+            "refreshed": [
+                {
+                    "name": name,
+                    "fingerprint": token.fingerprint,
+                    "expires_at": iso(token.expires_at),
+                    "expires_in": seconds(token.expires_in()),
+                    "refresh_expires_at": iso(token.refresh_token_expires_at),
+                }
+                for name, token in sorted(self.refreshed, key=lambda item: item[0])
+            ],
+            "failed": [
+                {"name": name, "error": one_line(error)} for name, error in sorted(self.failed)
+            ],
+            "not_due": sorted(self.not_due),
+        }
+
+
+def _refresh_all(
+    store: TokenStore, oauth: WebexOAuth, window: float, concurrency: int, *, quiet: bool
+) -> _Outcome:
+    """``refresh --all``: refresh the accounts due within ``window``, in parallel."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    outcome = _Outcome()
+    due: list[tuple[str, Token]] = []
+    for entry in engine.scan_store(store):
+        if entry.token is None:
+            outcome.failed.append((entry.name, entry.error or "unreadable"))
+        elif engine.expires_within(entry.token, window):
+            due.append((entry.name, entry.token))
+        else:
+            outcome.not_due.append(entry.name)
+
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="refresh")
+    try:
+        with Reporter(f"refreshing {len(due)} accounts", len(due), quiet=quiet) as reporter:
+            # Each refresh is single-flight through store.update; `seen` lets one that
+            # another process has just done be adopted instead of repeated.
+            futures = {
+                pool.submit(engine.refresh_now, store, name, oauth, seen=token): name
+                for name, token in due
+            }
+            for future in as_completed(futures):
+                name = futures[future]
+                try:
+                    fresh = future.result()
+                except (WebexTokensError, OSError) as exc:
+                    outcome.failed.append((name, describe(exc)))
+                    reporter.item(name, "failed")
+                    continue
+                outcome.refreshed.append((name, fresh))
+                reporter.item(name, "refreshed", f"expires in {until(fresh.expires_in())}")
+    except BaseException:
+        # Ctrl-C: drop the refreshes not started yet; the running ones finish and save.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return outcome
