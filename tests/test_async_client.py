@@ -350,9 +350,9 @@ def test_the_store_given_first_still_works_with_a_deprecation(fake_webex: FakeWe
         client = AsyncWebexClient(store, NAME)  # type: ignore[arg-type] # the 0.1 form
     assert client.store is store and client.name == NAME
     oauth = oauth_for(fake_webex)
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning, match="by keyword"):
         keyword = AsyncWebexClient(store, oauth=oauth)  # type: ignore[arg-type]
-    with pytest.warns(DeprecationWarning):
+    with pytest.warns(DeprecationWarning, match="by keyword"):
         three = AsyncWebexClient(store, NAME, oauth)  # type: ignore[arg-type]
     assert keyword.oauth is oauth and three.oauth is oauth and three.name == NAME
     assert asyncio.run(client.get_access_token()) == token.access_token

@@ -381,9 +381,8 @@ def test_integration_account_in_the_settings_file_chooses_the_account(
     (in_tmp / "webex-tokens.toml").write_text('[integration]\naccount = "b@example.com"\n')
     with WebexClient(store=url, oauth=oauth, open_browser=no_browser) as client:
         assert client.name == "b@example.com"
-        assert client.access_token == FileStore(in_tmp / "tokens.json").get(  # type: ignore[union-attr]
-            "b@example.com"
-        ).access_token
+        stored = FileStore(in_tmp / "tokens.json").get("b@example.com")
+        assert stored is not None and client.access_token == stored.access_token
 
 
 def test_webex_tokens_store_wins_over_webex_token_file_as_for_the_cli(
