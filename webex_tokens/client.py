@@ -20,11 +20,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 import warnings
 import webbrowser
 from collections.abc import Callable
 from pathlib import Path
+from time import time as _now  # one global lookup on the cached path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -223,7 +223,7 @@ class WebexClient:
             ConfigError: a refresh is due but the OAuth credentials are missing.
         """
         entry = self._slot.entry
-        if entry is not None and time.time() < entry[1]:
+        if entry is not None and _now() < entry[1]:
             return entry[0].access_token
         return self._token().access_token
 
@@ -231,7 +231,7 @@ class WebexClient:
     def token(self) -> Token:
         """The current :class:`~webex_tokens.token.Token` (valid; refreshed when due)."""
         entry = self._slot.entry
-        if entry is not None and time.time() < entry[1]:
+        if entry is not None and _now() < entry[1]:
             return entry[0]
         return self._token()
 
