@@ -7,8 +7,13 @@ Everything runs against FakeWebex over real HTTP, with real file and SQLite stor
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
 import multiprocessing
 import socket
+import subprocess
+import sys
+import textwrap
 import time
 import warnings
 from collections.abc import Callable
@@ -65,7 +70,7 @@ def test_fifty_coroutines_one_refresh_one_store_update(
     fake_webex.delay = 0.2
     store = CountingFileStore(tmp_path / "tokens.json")
     expired = seed(store, fake_webex)
-    client = AsyncWebexClient(store, oauth=oauth_for(fake_webex))
+    client = AsyncWebexClient(store=store, oauth=oauth_for(fake_webex))
 
     async def main() -> list[str]:
         return await asyncio.gather(*(client.get_access_token(NAME) for _ in range(COROUTINES)))
@@ -86,7 +91,7 @@ def test_event_loop_keeps_running_during_a_slow_refresh(
     store = FileStore(tmp_path / "tokens.json")
     seed(store, fake_webex)
     seed(store, fake_webex, "bob@example.com", days_ago=0)
-    client = AsyncWebexClient(store, oauth=oauth_for(fake_webex))
+    client = AsyncWebexClient(store=store, oauth=oauth_for(fake_webex))
     period = 0.01
 
     async def main() -> tuple[float, float, int, float]:
@@ -126,7 +131,7 @@ def async_refresh_worker(  # noqa: PLR0917 - run_workers passes arguments by pos
     """One process: 50 coroutines ask for the token at once; report what they got."""
     oauth = WebexOAuth(client_id, client_secret, base_url=base_url, timeout=30)
     with open_url(url) as store:
-        client = AsyncWebexClient(store, oauth=oauth)
+        client = AsyncWebexClient(store=store, oauth=oauth)
         start.wait()
 
         async def main() -> list[str]:
@@ -162,7 +167,7 @@ def test_four_processes_of_fifty_coroutines_one_refresh(
 def test_valid_token_is_served_from_memory(fake_webex: FakeWebex) -> None:
     store = open_url("memory://")
     token = seed(store, fake_webex, days_ago=0)
-    client = AsyncWebexClient(store)  # no OAuth credentials needed for a valid token
+    client = AsyncWebexClient(store=store)  # no OAuth credentials needed for a valid token
 
     async def main() -> tuple[str, str]:
         first = await client.get_access_token(NAME)
@@ -177,7 +182,7 @@ def test_many_accounts_in_one_client(fake_webex: FakeWebex) -> None:
     store = open_url("memory://")
     alice = seed(store, fake_webex, "alice@example.com")
     bob = seed(store, fake_webex, "bob@example.com", days_ago=0)
-    client = AsyncWebexClient(store, oauth=oauth_for(fake_webex))
+    client = AsyncWebexClient(store=store, oauth=oauth_for(fake_webex))
 
     async def main() -> tuple[Token, Token]:
         return await asyncio.gather(
@@ -198,13 +203,13 @@ def test_many_accounts_in_one_client(fake_webex: FakeWebex) -> None:
 def test_the_only_account_is_the_default(fake_webex: FakeWebex) -> None:
     store = open_url("memory://")
     token = seed(store, fake_webex, days_ago=0)
-    client = AsyncWebexClient(store)
+    client = AsyncWebexClient(store=store)
     assert asyncio.run(client.get_access_token()) == token.access_token
     assert client.name == NAME
 
 
 def test_missing_token_names_the_login_command(fake_webex: FakeWebex) -> None:
-    client = AsyncWebexClient(open_url("memory://"), oauth=oauth_for(fake_webex))
+    client = AsyncWebexClient(store=open_url("memory://"), oauth=oauth_for(fake_webex))
     with pytest.raises(ReauthorizationRequired) as excinfo:
         asyncio.run(client.get_token("carol@example.com"))
     assert "webex-tokens login --name carol@example.com" in str(excinfo.value)
@@ -218,7 +223,7 @@ def test_revoked_refresh_token_requires_login(fake_webex: FakeWebex) -> None:
     store = open_url("memory://")
     seed(store, fake_webex)
     fake_webex.revoke_refresh_tokens()
-    client = AsyncWebexClient(store, oauth=oauth_for(fake_webex))
+    client = AsyncWebexClient(store=store, oauth=oauth_for(fake_webex))
     with pytest.raises(ReauthorizationRequired) as excinfo:
         asyncio.run(client.get_token(NAME))
     assert f"webex-tokens login --name {NAME}" in str(excinfo.value)
@@ -227,7 +232,7 @@ def test_revoked_refresh_token_requires_login(fake_webex: FakeWebex) -> None:
 def test_refresh_adopts_a_token_another_process_stored(fake_webex: FakeWebex) -> None:
     store = open_url("memory://")
     old = seed(store, fake_webex, days_ago=0)
-    client = AsyncWebexClient(store, oauth=oauth_for(fake_webex))
+    client = AsyncWebexClient(store=store, oauth=oauth_for(fake_webex))
     assert asyncio.run(client.get_access_token(NAME)) == old.access_token
     newer = seed(store, fake_webex, days_ago=0)  # as if another process had refreshed
 
@@ -242,7 +247,7 @@ def test_refresh_adopts_a_token_another_process_stored(fake_webex: FakeWebex) ->
 
 
 def test_bad_account_name_is_refused(fake_webex: FakeWebex) -> None:
-    client = AsyncWebexClient(open_url("memory://"), oauth=oauth_for(fake_webex))
+    client = AsyncWebexClient(store=open_url("memory://"), oauth=oauth_for(fake_webex))
     with pytest.raises(InvalidName):
         asyncio.run(client.get_token("bad\nname"))
 
@@ -265,8 +270,8 @@ def test_session_calls_webex_with_the_token(fake_webex: FakeWebex) -> None:
     seed(store, fake_webex)  # expired: the session's first request refreshes it
 
     async def main() -> Any:
-        client = await AsyncWebexClient.create(store, oauth=oauth_for(fake_webex))
-        async with client.session(NAME) as http:
+        client = await AsyncWebexClient.create(store=store, oauth=oauth_for(fake_webex))
+        async with client.session_for(NAME) as http:
             response = await http.get("people/me")
         await client.aclose()
         return response
@@ -294,7 +299,7 @@ def test_login_stores_the_token_under_the_email(fake_webex: FakeWebex) -> None:
         base_url=fake_webex.base_url,
     )
     store = open_url("memory://")
-    client = AsyncWebexClient(store, oauth=oauth, open_browser=fake_webex.open_browser)
+    client = AsyncWebexClient(store=store, oauth=oauth, open_browser=fake_webex.open_browser)
 
     async def main() -> tuple[Token, str]:
         token = await client.login(timeout=20)
@@ -309,10 +314,149 @@ def test_login_stores_the_token_under_the_email(fake_webex: FakeWebex) -> None:
 def test_repr_shows_no_secret(fake_webex: FakeWebex) -> None:
     store = open_url("memory://")
     token = seed(store, fake_webex, days_ago=0)
-    client = AsyncWebexClient(store, oauth=oauth_for(fake_webex))
+    client = AsyncWebexClient(store=store, oauth=oauth_for(fake_webex))
     asyncio.run(client.get_token(NAME))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         text = repr(client) + repr(client.auth(NAME))
     assert token.access_token not in text
     assert fake_webex.client_secret not in text
+
+
+# -- issue 13: parity with WebexClient ---------------------------------------------------------
+
+
+def test_the_constructor_takes_the_arguments_of_webex_client() -> None:
+    from webex_tokens.client import WebexClient
+
+    sync = inspect.signature(WebexClient).parameters
+    both = inspect.signature(AsyncWebexClient).parameters
+    assert [(p.name, p.kind) for p in both.values()] == [(p.name, p.kind) for p in sync.values()]
+    different = {name for name in sync if sync[name].default != both[name].default}
+    assert different == {"auto_auth"}  # False for async: see docs/async.md
+
+
+def test_auto_auth_false_like_the_legacy_guide(fake_webex: FakeWebex) -> None:
+    store = open_url("memory://")
+    token = seed(store, fake_webex, days_ago=0)
+    client = AsyncWebexClient(auto_auth=False, store=store, name=NAME, oauth=oauth_for(fake_webex))
+    assert asyncio.run(client.get_access_token()) == token.access_token
+
+
+def test_the_store_given_first_still_works_with_a_deprecation(fake_webex: FakeWebex) -> None:
+    store = open_url("memory://")
+    token = seed(store, fake_webex, days_ago=0)
+    with pytest.warns(DeprecationWarning, match="pass store=... and name=... by keyword"):
+        client = AsyncWebexClient(store, NAME)  # type: ignore[arg-type] # the 0.1 form
+    assert client.store is store and client.name == NAME
+    oauth = oauth_for(fake_webex)
+    with pytest.warns(DeprecationWarning, match="by keyword"):
+        keyword = AsyncWebexClient(store, oauth=oauth)  # type: ignore[arg-type]
+    with pytest.warns(DeprecationWarning, match="by keyword"):
+        three = AsyncWebexClient(store, NAME, oauth)  # type: ignore[arg-type]
+    assert keyword.oauth is oauth and three.oauth is oauth and three.name == NAME
+    assert asyncio.run(client.get_access_token()) == token.access_token
+
+
+def test_the_integration_account_of_the_settings_file_is_the_default(
+    fake_webex: FakeWebex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "webex-tokens.toml").write_text('[integration]\naccount = "bob@example.com"\n')
+    store = open_url("memory://")
+    seed(store, fake_webex, days_ago=0)
+    bob = seed(store, fake_webex, "bob@example.com", days_ago=0)
+    client = AsyncWebexClient(store=store)
+    assert asyncio.run(client.get_access_token()) == bob.access_token
+
+
+def test_session_is_a_property_as_on_webex_client(fake_webex: FakeWebex) -> None:
+    store = open_url("memory://")
+    seed(store, fake_webex, days_ago=0)
+
+    async def main() -> tuple[int, Any, Any]:
+        client = AsyncWebexClient(store=store, oauth=oauth_for(fake_webex))
+        first = client.session
+        response = await client.session.get("people/me")
+        assert client.session is first  # one session per client, as WebexClient keeps
+        with pytest.warns(DeprecationWarning, match="session_for"):
+            old_form = client.session(NAME)  # the 0.1 call form
+        async with old_form as http:
+            again = await http.get("people/me")
+        await client.aclose()
+        return response.status_code, again.status_code, first.is_closed
+
+    assert asyncio.run(main()) == (200, 200, True)
+
+
+def test_the_session_warns_nothing(fake_webex: FakeWebex, tmp_path: Path) -> None:
+    """Authlib's httpx integration deprecates plain httpx for httpx2; building and using
+    the session must not warn (checked in a fresh interpreter: the warning is issued
+    when Authlib's module is first imported)."""
+    token = Token.from_response(fake_webex.issue_token(NAME), account=NAME)
+    script = tmp_path / "session.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import asyncio, json, sys
+            from webex_tokens.aio import AsyncWebexClient
+            from webex_tokens.registry import open_url
+            from webex_tokens.token import Token
+
+            store = open_url("memory://")
+            store.put({NAME!r}, Token.from_dict(json.loads(sys.stdin.read())))
+
+            async def main():
+                client = AsyncWebexClient(store=store)
+                response = await client.session.get({fake_webex.people_me_url!r})
+                await client.aclose()
+                print(response.status_code)
+
+            asyncio.run(main())
+            """
+        )
+    )
+    run = subprocess.run(
+        [sys.executable, "-W", "error", str(script)],
+        input=json.dumps(token.to_dict()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "200" and run.stderr == ""
+
+
+def test_auto_auth_logs_in_on_first_use_or_in_create(fake_webex: FakeWebex) -> None:
+    redirect_uri = f"http://127.0.0.1:{free_port()}/oauth/webex/callback"
+    fake_webex.add_redirect_uri(redirect_uri)
+    oauth = WebexOAuth(
+        fake_webex.client_id,
+        fake_webex.client_secret,
+        redirect_uri=redirect_uri,
+        base_url=fake_webex.base_url,
+    )
+    store = open_url("memory://")
+    lazy = AsyncWebexClient(
+        auto_auth=True, store=store, oauth=oauth, open_browser=fake_webex.open_browser
+    )
+    assert fake_webex.calls["authorization_code"] == 0  # __init__ cannot await
+    token = asyncio.run(lazy.get_token())
+    assert fake_webex.calls["authorization_code"] == 1
+    assert store.names() == [fake_webex.user] and lazy.name == fake_webex.user
+
+    async def create() -> AsyncWebexClient:
+        return await AsyncWebexClient.create(
+            auto_auth=True,
+            store=store,
+            name="second@example.com",
+            oauth=oauth,
+            open_browser=fake_webex.open_browser,
+        )
+
+    eager = asyncio.run(create())
+    assert fake_webex.calls["authorization_code"] == 2  # logged in before create returned
+    assert store.get("second@example.com") is not None
+    assert eager.keeper.cached("second@example.com") is not None
+    assert token.access_token != store.get("second@example.com").access_token  # type: ignore[union-attr]

@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+import httpx2
 import pytest
 import requests
 
@@ -106,26 +107,38 @@ def make_client(kind: str, store: TokenStore, fake: FakeWebex) -> WebexClient | 
     oauth = WebexOAuth(fake.client_id, fake.client_secret, base_url=fake.base_url)
     if kind == "sync":
         return WebexClient(auto_auth=False, store=store, name=NAME, oauth=oauth)
-    return AsyncWebexClient(store, NAME, oauth)
+    return AsyncWebexClient(store=store, name=NAME, oauth=oauth)
 
 
 def send_httpx_sync(
-    client: WebexClient | AsyncWebexClient, url: str, **kwargs: Any
+    client: WebexClient | AsyncWebexClient, url: str, library: Any = httpx, **kwargs: Any
 ) -> tuple[int, bytes]:
-    with httpx.Client(auth=WebexAuth(client)) as http:
+    with library.Client(auth=WebexAuth(client)) as http:
         response = http.post(url, **kwargs)
     return response.status_code, response.content
 
 
 def send_httpx_async(
-    client: WebexClient | AsyncWebexClient, url: str, **kwargs: Any
+    client: WebexClient | AsyncWebexClient, url: str, library: Any = httpx, **kwargs: Any
 ) -> tuple[int, bytes]:
     async def main() -> tuple[int, bytes]:
-        async with httpx.AsyncClient(auth=WebexAuth(client)) as http:
+        async with library.AsyncClient(auth=WebexAuth(client)) as http:
             response = await http.post(url, **kwargs)
         return response.status_code, response.content
 
     return asyncio.run(main())
+
+
+def send_httpx2_sync(
+    client: WebexClient | AsyncWebexClient, url: str, **kwargs: Any
+) -> tuple[int, bytes]:
+    return send_httpx_sync(client, url, httpx2, **kwargs)
+
+
+def send_httpx2_async(
+    client: WebexClient | AsyncWebexClient, url: str, **kwargs: Any
+) -> tuple[int, bytes]:
+    return send_httpx_async(client, url, httpx2, **kwargs)
 
 
 def send_requests(
@@ -140,13 +153,15 @@ def send_requests(
 SENDERS: dict[str, Callable[..., tuple[int, bytes]]] = {
     "httpx-sync": send_httpx_sync,
     "httpx-async": send_httpx_async,
+    "httpx2-sync": send_httpx2_sync,
+    "httpx2-async": send_httpx2_async,
     "requests": send_requests,
 }
 
 
 @pytest.fixture(params=sorted(SENDERS))
 def sender(request: pytest.FixtureRequest) -> str:
-    """httpx.Client, httpx.AsyncClient or requests."""
+    """httpx.Client, httpx.AsyncClient (or their httpx2 twins) or requests."""
     return str(request.param)
 
 
@@ -269,6 +284,25 @@ def test_wrong_client_or_account_is_refused(fake_webex: FakeWebex, store: TokenS
     with pytest.raises(TypeError) as wrong:
         WebexRequestsAuth(object())  # type: ignore[arg-type]
     assert "WebexClient or an AsyncWebexClient" in str(wrong.value)
+
+
+def test_any_token_source_feeds_the_adapters(api: API) -> None:
+    """The adapters depend on the TokenSource protocol, not on the two client classes."""
+
+    class Rotating:
+        def __init__(self) -> None:
+            self.tokens = [Token(access_token="first"), Token(access_token="second")]
+
+        def serves(self, account: str | None) -> str | None:
+            return account or "robot"
+
+        def token_for(self, account: str | None = None, refused: Token | None = None) -> Token:
+            return self.tokens[1] if refused is not None else self.tokens[0]
+
+    api.statuses.extend([401])
+    with httpx2.Client(auth=WebexAuth(Rotating())) as http:
+        assert http.get(api.url).status_code == 200
+    assert api.bearers() == ["first", "second"]
 
 
 def test_requests_replays_a_file_body(api: API, fake_webex: FakeWebex, store: TokenStore) -> None:

@@ -343,7 +343,7 @@ def test_session_refreshes_through_the_store(oauth: WebexOAuth, fake_webex: Fake
     assert session.get("people/me", timeout=5).json()["emails"] == [fake_webex.user]
     # Another process leaves an expired token: the next request refreshes it first.
     store.put("bot", issued(fake_webex, expired=True))
-    client._cached = None  # as if this process had just started
+    client.keeper.forget()  # as if this process had just started
     response = session.get(fake_webex.base_url + "/people/me", timeout=5)
     assert response.status_code == 200 and fake_webex.calls["refresh_token"] == 1
     assert session.token["access_token"] == store.get("bot").access_token  # type: ignore[union-attr]
@@ -366,3 +366,39 @@ def test_refresh_failure_propagates_with_its_type(oauth: WebexOAuth, fake_webex:
     fake_webex.fail_next(500, times=4)
     with pytest.raises(TokenEndpointError):
         _ = client.access_token
+
+
+# -- issue 13: one resolver for the store and the account -------------------------------------
+
+
+def test_integration_account_in_the_settings_file_chooses_the_account(
+    in_tmp: Path, oauth: WebexOAuth, fake_webex: FakeWebex
+) -> None:
+    url = f"file://{in_tmp}/tokens.json"
+    with open_url(url) as store:
+        for name in ("a@example.com", "b@example.com"):
+            store.put(name, issued(fake_webex, account=name))
+    (in_tmp / "webex-tokens.toml").write_text('[integration]\naccount = "b@example.com"\n')
+    with WebexClient(store=url, oauth=oauth, open_browser=no_browser) as client:
+        assert client.name == "b@example.com"
+        stored = FileStore(in_tmp / "tokens.json").get("b@example.com")
+        assert stored is not None and client.access_token == stored.access_token
+
+
+def test_webex_tokens_store_wins_over_webex_token_file_as_for_the_cli(
+    in_tmp: Path, oauth: WebexOAuth, fake_webex: FakeWebex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen = issued(fake_webex, account="bot")
+    FileStore(in_tmp / "chosen.json").put("bot", chosen)
+    FileStore(in_tmp / "legacy.json").put("bot", issued(fake_webex, account="bot"))
+    monkeypatch.setenv("WEBEX_TOKENS_STORE", f"file://{in_tmp}/chosen.json")
+    monkeypatch.setenv("WEBEX_TOKEN_FILE", str(in_tmp / "legacy.json"))
+    with WebexClient(oauth=oauth, open_browser=no_browser) as client:
+        assert client.token_file == in_tmp / "chosen.json"
+        assert client.access_token == chosen.access_token
+    from click.testing import CliRunner
+
+    from webex_tokens.cli import cli
+
+    printed = CliRunner().invoke(cli, ["token", "bot"], catch_exceptions=False).output
+    assert printed.strip() == chosen.access_token  # the CLI opens the same store

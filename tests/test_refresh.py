@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from webex_tokens.backends.file import FileStore
 from webex_tokens.backends.memory import MemoryStore
+from webex_tokens.cli import cli
 from webex_tokens.errors import ReauthorizationRequired, TokenEndpointError
 from webex_tokens.oauth import WebexOAuth
 from webex_tokens.refresh import (
+    ACCESS_TOKEN_LIFETIME,
+    REFRESH_TOKEN_LIFETIME,
     Action,
     decide,
     decide_after_refusal,
     ensure_fresh,
+    expiries,
+    is_due,
     merge_refreshed,
+    token_status,
 )
+from webex_tokens.registry import open_url
 from webex_tokens.testing.fake_webex import FakeWebex
 from webex_tokens.token import Token
 
@@ -55,6 +65,30 @@ def token(access: str = "a1", *, expires_in: float | None = 3600, **fields: obje
             Action.REAUTHORIZE,
             "refresh token has expired",
         ),
+        # Due because its refresh token expires within the leeway: refresh while it can.
+        (
+            token(refresh_token_expires_at=NOW + timedelta(seconds=60)),
+            False,
+            None,
+            Action.REFRESH,
+            "due",
+        ),
+        # Its refresh token is dead, but the access token still serves until it expires.
+        (
+            token(refresh_token_expires_at=NOW - timedelta(days=1)),
+            False,
+            None,
+            Action.ADOPT,
+            "access token is still valid",
+        ),
+        # A record without expiry saved long ago is estimated dead: refresh it.
+        (
+            token(expires_in=None, saved_at=NOW - timedelta(days=15)),
+            False,
+            None,
+            Action.REFRESH,
+            "due",
+        ),
     ],
 )
 def test_decide(
@@ -62,6 +96,92 @@ def test_decide(
 ) -> None:
     decision = decide(current, force=force, leeway=120, seen=seen, now=NOW)
     assert decision.action is action and reason in decision.reason
+
+
+# -- when a token is due -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("current", "within", "due"),
+    [
+        (token(expires_in=3600), 60, False),
+        (token(expires_in=3600), 7200, True),  # the access token expires within the window
+        (
+            token(expires_in=10 * 86400, refresh_token_expires_at=NOW + timedelta(days=3)),
+            7 * 86400,
+            True,
+        ),
+        (
+            token(expires_in=10 * 86400, refresh_token_expires_at=NOW + timedelta(days=30)),
+            7 * 86400,
+            False,
+        ),
+        # A dead refresh token of a token without one does not count: nothing can renew it.
+        (token(refresh_token=None, expires_in=None), 100 * 86400, False),
+        (Token(access_token="bot", kind="bot"), 100 * 86400, False),
+    ],
+)
+def test_is_due_when_the_access_or_the_refresh_token_expires_within_the_window(
+    current: Token, within: float, due: bool
+) -> None:
+    assert is_due(current, within, now=NOW) is due
+
+
+def test_a_record_without_expiry_gets_the_documented_lifetimes_from_saved_at() -> None:
+    saved = NOW - timedelta(days=10)
+    legacy = Token(access_token="a", refresh_token="r", saved_at=saved)
+    when = expiries(legacy)
+    assert when.estimated
+    assert when.access_at == saved + ACCESS_TOKEN_LIFETIME == saved + timedelta(days=14)
+    assert when.refresh_at == saved + REFRESH_TOKEN_LIFETIME == saved + timedelta(days=90)
+    assert not is_due(legacy, 86400, now=NOW)  # 4 days left
+    assert is_due(legacy, 7 * 86400, now=NOW)
+    assert token_status(legacy, now=NOW) == "ok"
+    recorded = expiries(token())
+    assert not recorded.estimated and recorded.access_at == NOW + timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("current", "status"),
+    [
+        (token(), "ok"),
+        (token(expires_in=60), "due"),
+        (token(expires_in=-60), "expired"),
+        (token(expires_in=-60, refresh_token=None), "refresh expired"),
+        (token(refresh_token_expires_at=NOW - timedelta(days=1)), "refresh expired"),
+        (token(refresh_token_expires_at=NOW + timedelta(days=2)), "due"),
+        (token(expires_in=None, refresh_token=None), "unknown"),
+        (Token(access_token="bot", kind="bot"), "ok"),
+    ],
+)
+def test_token_status(current: Token, status: str) -> None:
+    assert token_status(current, now=NOW) == status
+
+
+def test_an_imported_legacy_token_file_is_due_for_the_keep_alive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 #4: `.webex_token.json` has no expiry; imported, it used to read as never due."""
+    monkeypatch.chdir(tmp_path)
+    legacy = tmp_path / ".webex_token.json"
+    saved_at = (datetime.now() - timedelta(days=3)).isoformat()  # the legacy file's local time
+    legacy.write_text(
+        json.dumps(
+            {"access_token": "ZTA2-access", "refresh_token": "RzdiM-refresh", "saved_at": saved_at}
+        )
+    )
+    url = f"sqlite:///{tmp_path}/tokens.db"
+    result = CliRunner().invoke(
+        cli, ["--store", url, "import", str(legacy)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    with open_url(url) as store:
+        (name,) = store.names()
+        imported = store.get(name)
+    assert imported is not None and imported.expires_at is None  # as the legacy file said
+    assert is_due(imported, 100 * 86400)  # refresh --all --due-within 100d refreshes it
+    assert is_due(imported, 11.5 * 86400) and not is_due(imported, 10.5 * 86400)
+    assert expiries(imported).estimated and token_status(imported) == "ok"
 
 
 def test_decide_after_refusal_adopts_only_a_different_valid_token() -> None:
@@ -225,3 +345,79 @@ def test_merge_keeps_kind_organization_and_id_token_through_a_refresh() -> None:
     assert merged.refresh_token_expires_at == old.refresh_token_expires_at
     fresh_id = merge_refreshed(old, Token(access_token="a3", id_token="id-2"))
     assert fresh_id.id_token == "id-2" and fresh_id.refresh_token == "r1"
+
+
+# -- a refresh whose answer never came (issue 12 #3) ------------------------------------
+
+
+class Unanswered(WebexOAuth):
+    """The network layer of a refresh that timed out after sending: nobody can tell
+    whether Webex used the refresh token (``delivered=None``). Optionally, another host
+    stores a fresh token meanwhile."""
+
+    def __init__(self, fake: FakeWebex, store: FileStore, meanwhile: Token | None = None):
+        super().__init__(fake.client_id, fake.client_secret, base_url=fake.base_url)
+        self.store = store
+        self.meanwhile = meanwhile
+        self.presented: list[str | None] = []
+
+    def refresh(self, token: Token) -> Token:
+        self.presented.append(token.refresh_token)
+        if self.meanwhile is not None:
+            self.store.put(NAME, self.meanwhile)  # a host that does not share this lock
+        raise TokenEndpointError(
+            "the Webex token endpoint did not answer within 10 seconds", delivered=None
+        )
+
+
+def test_unanswered_refresh_is_not_resent_and_says_what_to_expect(
+    store: FileStore, fake_webex: FakeWebex
+) -> None:
+    old = issued(fake_webex, expired=True)
+    store.put(NAME, old)
+    oauth = Unanswered(fake_webex, store)
+    with pytest.raises(TokenEndpointError) as caught:
+        ensure_fresh(store, NAME, oauth)
+    message = str(caught.value)
+    assert oauth.presented == [old.refresh_token]  # presented once, never again
+    assert caught.value.delivered is None
+    assert "Webex may have used its refresh token, so it was not sent again" in message
+    assert f"log in again (webex-tokens login --name {NAME})" in message
+    assert "the next attempt refreshes it normally" in message
+    assert old.refresh_token not in message  # type: ignore[operator]
+    assert store.get(NAME) == old  # nothing written over it
+
+
+def test_unanswered_refresh_adopts_a_token_stored_meanwhile(
+    store: FileStore, fake_webex: FakeWebex
+) -> None:
+    old = issued(fake_webex, expired=True)
+    store.put(NAME, old)
+    newer = issued(fake_webex, expired=False)
+    oauth = Unanswered(fake_webex, store, meanwhile=newer)
+    assert ensure_fresh(store, NAME, oauth) == newer
+    assert oauth.presented == [old.refresh_token]
+
+
+def test_timed_out_refresh_presents_the_refresh_token_once(
+    store: FileStore, fake_webex: FakeWebex
+) -> None:
+    """Against the emulator: the answer comes after the client gave up; the rotated
+    refresh token is never presented again, so no family is revoked for reuse."""
+    fake_webex.rotate_refresh_tokens = True
+    fake_webex.delay = 0.6
+    old = issued(fake_webex, expired=True)
+    store.put(NAME, old)
+    oauth = WebexOAuth(
+        fake_webex.client_id,
+        fake_webex.client_secret,
+        base_url=fake_webex.base_url,
+        timeout=0.2,
+        max_retries=0,
+    )
+    with pytest.raises(TokenEndpointError):
+        ensure_fresh(store, NAME, oauth)
+    time.sleep(fake_webex.delay)  # let the emulator finish the answer nobody read
+    assert fake_webex.calls["refresh_token"] == 1
+    assert fake_webex.revoked_families == 0
+    assert store.get(NAME) == old

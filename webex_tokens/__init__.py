@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from .backends.memory import MemoryStore
     from .backends.sql import SQLStore
     from .callback import CallbackResult, CallbackServer, parse_callback_url
-    from .client import DirectTokenWarning, WebexClient
+    from .client import WebexClient
+    from .keeper import DirectTokenWarning, Keeper, login_name
     from .migration import MigrationReport, migrate
     from .oauth import AuthorizationRequest, WebexOAuth
     from .refresh import ensure_fresh
@@ -61,9 +62,10 @@ _LAZY = {
     "AuthorizationRequest": ".oauth",
     "CallbackResult": ".callback",
     "CallbackServer": ".callback",
-    "DirectTokenWarning": ".client",
+    "DirectTokenWarning": ".keeper",
     "FernetStore": ".backends.fernet",
     "FileStore": ".backends.file",
+    "Keeper": ".keeper",
     "KeyringStore": ".backends.keyring",
     "MemoryStore": ".backends.memory",
     "MigrationReport": ".migration",
@@ -74,6 +76,7 @@ _LAZY = {
     "ensure_fresh": ".refresh",
     "generate_key": ".backends.fernet",
     "load_settings": ".settings",
+    "login_name": ".keeper",
     "migrate": ".migration",
     "parse_callback_url": ".callback",
     "rotate_keys": ".backends.fernet",
@@ -112,6 +115,7 @@ __all__ = [
     "InvalidName",
     "InvalidStoreURL",
     "InvalidToken",
+    "Keeper",
     "KeyringStore",
     "LockLost",
     "LockTimeout",
@@ -138,6 +142,7 @@ __all__ = [
     "ensure_fresh",
     "generate_key",
     "load_settings",
+    "login_name",
     "migrate",
     "open_store",
     "parse_callback_url",

@@ -4,74 +4,74 @@
 
     client = AsyncWebexClient(store="sqlite:///tokens.db")
     token = await client.get_access_token("alice@example.com")
-    async with client.session("alice@example.com") as http:   # Authlib's httpx client
+    async with client.session_for("alice@example.com") as http:   # Authlib's httpx client
         me = (await http.get("people/me")).json()
 
-The refresh decision is the one of :mod:`webex_tokens.refresh`, not a second copy:
-:func:`~webex_tokens.refresh.ensure_fresh` runs in a worker thread, where it holds the
-store's lock (``store.update``) and calls the token endpoint, while the event loop keeps
-serving other tasks. Single-flight has two levels:
+An ``AsyncWebexClient`` is the account engine (:class:`~webex_tokens.keeper.Keeper`) plus
+one :class:`asyncio.Lock` per account and event loop, and ``asyncio.to_thread``. It takes
+the constructor arguments of :class:`~webex_tokens.client.WebexClient` with the same
+meaning; where async must differ (awaited tokens, ``auto_auth``'s default), the
+differences are listed in ``docs/async.md``. Single-flight has two levels:
 
-- within the event loop, one :class:`asyncio.Lock` per account: of many coroutines that
+- within the event loop, the per-account :class:`asyncio.Lock`: of many coroutines that
   find the same token due, one goes to the worker thread and the others wait for its
   answer, so the store sees one update;
-- across threads, processes and hosts, ``store.update``: a process that finds the token
-  already refreshed by another one adopts it.
+- across threads, processes and hosts, the keeper and ``store.update``: a process that
+  finds the token already refreshed by another one adopts it.
 
-Only standard asyncio is used (not trio). Store I/O never runs on the event loop thread
-once the client is built; :meth:`AsyncWebexClient.create` builds it in a worker thread
-too (building reads the settings and opens the store).
+The refresh runs in a worker thread, where it holds the store's lock and calls the token
+endpoint, while the event loop keeps serving other tasks. Only standard asyncio is used
+(not trio). :meth:`AsyncWebexClient.create` builds the client in a worker thread too
+(building reads the settings and opens the store).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import logging
-import math
-import os
-import threading
-import time
 import warnings
 import weakref
 import webbrowser
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, ReauthorizationRequired
-from .oauth import WebexOAuth, login_command
-from .refresh import DEFAULT_LEEWAY, ensure_fresh
+from .keeper import Keeper, legacy_token_dict
+from .refresh import DEFAULT_LEEWAY
 from .store import TokenStore, redact_url, validate_name
 from .token import Token
 
 if TYPE_CHECKING:
     from .auth import WebexAuth
+    from .oauth import WebexOAuth
     from .settings import Settings
 
 __all__ = ["AsyncWebexClient"]
-
-log = logging.getLogger(__name__)
-
-_DEFAULT_ACCOUNT: Final = "default"
-_ACCOUNT_VARIABLE: Final = "WEBEX_TOKENS_ACCOUNT"
 
 
 class AsyncWebexClient:
     """A Webex client for asyncio whose tokens are always valid, for one or many accounts.
 
-    It behaves like :class:`~webex_tokens.client.WebexClient` (same store and account
-    defaults, same single-flight refresh through ``store.update``) but every method that
-    may touch the store or the network is a coroutine, and one client serves any number
-    of accounts: pass the account to each call, or rely on the default account.
+    The arguments are those of :class:`~webex_tokens.client.WebexClient`, with the same
+    meaning; every method that may touch the store or the network is a coroutine, and one
+    client serves any number of accounts (pass the account to each call, or rely on the
+    default account).
 
     Args:
+        auto_auth: when no usable token is stored, log in (browser and loopback
+            callback). ``__init__`` cannot await, so a client built directly logs in on
+            first use (the first :meth:`get_token` that finds no usable token), and
+            ``await AsyncWebexClient.create(auto_auth=True)`` logs in before it returns.
+            Default False, unlike ``WebexClient``: an async program is usually a server,
+            where a browser opened by the first request would be wrong.
         store: a :class:`~webex_tokens.store.TokenStore`, a store URL or the name of a
-            configured store; default: the ``WEBEX_TOKEN_FILE`` file if set, else the
-            default store of the settings. A store opened here is closed by :meth:`aclose`.
-        name: the default account; default: the only account in the store, else
-            ``WEBEX_TOKENS_ACCOUNT``, else ``default`` if stored. With several accounts
-            and none of these, pass the account to each call.
+            configured store; default: the default store of the settings. A store
+            opened here is closed by :meth:`aclose`.
+        name: the default account; default: ``WEBEX_TOKENS_ACCOUNT``, else
+            ``[integration] account``, else the only account in the store, else
+            ``default`` if stored. With several accounts and none of these, pass the
+            account to each call.
         oauth: the OAuth client; default: built from ``WEBEX_CLIENT_ID`` and friends
             when a refresh or login first needs it.
         leeway: seconds before expiry from which a token is refreshed.
@@ -81,15 +81,20 @@ class AsyncWebexClient:
 
     ``WEBEX_ACCESS_TOKEN`` without an explicit ``store`` or ``oauth`` selects a direct
     token: used as is for every account, never refreshed, with a
-    :class:`~webex_tokens.client.DirectTokenWarning`.
+    :class:`~webex_tokens.keeper.DirectTokenWarning`.
+
+    Passing the store as the first positional argument (``AsyncWebexClient(store)``, the
+    signature of 0.1) still works, with a ``DeprecationWarning``: write ``store=``.
 
     Raises:
         StoreError: the store cannot be opened.
         ConfigError: the settings are invalid.
+        InvalidName: ``name`` is not a valid account name.
     """
 
     def __init__(
         self,
+        auto_auth: bool = False,
         store: TokenStore | str | None = None,
         name: str | None = None,
         oauth: WebexOAuth | None = None,
@@ -98,53 +103,65 @@ class AsyncWebexClient:
         open_browser: Callable[[str], bool] | None = webbrowser.open,
         settings: Settings | None = None,
     ) -> None:
-        from .client import _DIRECT_MODE_WARNING, DirectTokenWarning, WebexClient
-
-        if settings is None:
-            from .settings import load_settings
-
-            settings = load_settings()
+        if not isinstance(auto_auth, bool):  # the 0.1 signature: (store, name, oauth)
+            warnings.warn(
+                "AsyncWebexClient(store, name, oauth) is deprecated: the arguments are now "
+                "those of WebexClient (auto_auth, store, name, oauth); pass store=... and "
+                "name=... by keyword",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if name is not None:  # the third positional argument was the OAuth client
+                oauth = name
+            auto_auth, store, name = False, auto_auth, store
         if name is not None:
             validate_name(name)
-        self._settings = settings
-        integration = settings.integration
-        self._oauth = oauth
-        self._oauth_lock = threading.Lock()
-        self._leeway = float(leeway)
+        self._keeper = Keeper(
+            store, oauth=oauth, settings=settings, leeway=leeway, direct_token=True
+        )
+        self._auto_auth = bool(auto_auth)
         self._open_browser = open_browser
         self._name = name
-        self._name_resolved = name is not None
-        self._cache: dict[str, tuple[Token, float]] = {}
         # asyncio locks belong to one event loop: keep one set per loop.
         self._locks: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str, asyncio.Lock]
         ] = weakref.WeakKeyDictionary()
-        self._direct: Token | None = None
-        if integration.access_token and store is None and oauth is None:
-            self._direct = Token(access_token=integration.access_token, account=name)
-            log.warning("%s", _DIRECT_MODE_WARNING)
-            warnings.warn(_DIRECT_MODE_WARNING, DirectTokenWarning, stacklevel=2)
-        # The same store choice as WebexClient (WEBEX_TOKEN_FILE, URL, configured name).
-        self._store, self._owns_store = WebexClient._open(store, integration.token_file)
+        self._session: Any = None
 
     @classmethod
     async def create(
         cls,
+        auto_auth: bool = False,
         store: TokenStore | str | None = None,
         name: str | None = None,
         oauth: WebexOAuth | None = None,
         **options: Any,
     ) -> AsyncWebexClient:
         """Build a client in a worker thread, so reading the settings and opening the
-        store do not block the event loop. Takes the arguments of the constructor."""
-        return await asyncio.to_thread(functools.partial(cls, store, name, oauth, **options))
+        store do not block the event loop; with ``auto_auth``, log in now when no usable
+        token is stored. Takes the arguments of the constructor."""
+        client = await asyncio.to_thread(
+            functools.partial(cls, auto_auth, store, name, oauth, **options)
+        )
+        if client._auto_auth:
+            try:
+                await client.get_token()
+            except BaseException:
+                await client.aclose()
+                raise
+        return client
 
     # -- configuration ----------------------------------------------------------------
 
     @property
+    def keeper(self) -> Keeper:
+        """The account engine this client drives."""
+        return self._keeper
+
+    @property
     def store(self) -> TokenStore:
         """The token store in use."""
-        return self._store
+        return self._keeper.store
 
     @property
     def name(self) -> str | None:
@@ -158,27 +175,22 @@ class AsyncWebexClient:
         Raises:
             ConfigError: ``WEBEX_CLIENT_ID`` or ``WEBEX_CLIENT_SECRET`` is not set.
         """
-        with self._oauth_lock:
-            if self._oauth is None:
-                self._oauth = WebexOAuth.from_settings(self._settings)
-            return self._oauth
+        return self._keeper.oauth
 
     @property
     def base_url(self) -> str:
         """The Webex API base URL (``https://webexapis.com/v1``), without a trailing slash."""
-        if self._oauth is not None:
-            return self._oauth.base_url
-        return self._settings.integration.base_url.rstrip("/")
+        return self._keeper.base_url
 
     @property
     def using_oauth(self) -> bool:
         """True when tokens come from OAuth2 (and are refreshed)."""
-        return self._direct is None
+        return self._keeper.direct_token is None
 
     @property
     def using_direct_token(self) -> bool:
         """True when ``WEBEX_ACCESS_TOKEN`` is used as is (no refresh)."""
-        return self._direct is not None
+        return self._keeper.direct_token is not None
 
     async def default_account(self) -> str | None:
         """The default account (see the ``name`` argument), read from the store if needed.
@@ -187,41 +199,17 @@ class AsyncWebexClient:
             ConfigError: the store holds several accounts and none is chosen.
             StoreError: the store cannot be read.
         """
-        if not self._name_resolved:
-            self._name = await asyncio.to_thread(self._resolve_name)
-            self._name_resolved = True
+        if self._name is None:
+            self._name = await asyncio.to_thread(self._keeper.default_account)
         return self._name
-
-    def _resolve_name(self) -> str | None:
-        names = self._store.names()
-        if len(names) == 1:
-            return names[0]
-        chosen = os.environ.get(_ACCOUNT_VARIABLE) or getattr(
-            self._settings, "default_account", None
-        )
-        if chosen:
-            return str(chosen)
-        if _DEFAULT_ACCOUNT in names:
-            return _DEFAULT_ACCOUNT
-        return None
 
     async def _account(self, account: str | None) -> str:
         if account is not None:
             return validate_name(account)
         name = await self.default_account()
-        if name is not None:
-            return name
-        count = len(await asyncio.to_thread(self._store.names))
-        if count == 0:
-            raise ReauthorizationRequired(
-                f"no token is stored in {redact_url(self._store.url)} yet; log in with "
-                f"await client.login() or: {login_command(None)}"
-            )
-        raise ConfigError(
-            f"the store {redact_url(self._store.url)} holds {count} accounts and no default "
-            f"is chosen; pass the account, e.g. await client.get_access_token('alice@"
-            f"example.com'), or set AsyncWebexClient(name=...) or {_ACCOUNT_VARIABLE}"
-        )
+        if name is None:
+            raise self._keeper.missing(None)
+        return name
 
     # -- tokens -----------------------------------------------------------------------
 
@@ -231,21 +219,6 @@ class AsyncWebexClient:
         if lock is None:
             lock = locks[name] = asyncio.Lock()
         return lock
-
-    def _cached(self, name: str) -> Token | None:
-        entry = self._cache.get(name)
-        if entry is not None and time.time() < entry[1]:
-            return entry[0]
-        return None
-
-    def _remember(self, name: str, token: Token) -> Token:
-        deadline = (
-            token.expires_at.timestamp() - self._leeway
-            if token.expires_at is not None
-            else math.inf
-        )
-        self._cache[name] = (token, deadline)
-        return token
 
     async def get_access_token(self, account: str | None = None) -> str:
         """A valid access token for ``account`` (default: the default account).
@@ -259,7 +232,8 @@ class AsyncWebexClient:
 
         A cached token that is not due is returned at once. Otherwise one coroutine per
         account reads the store (and refreshes through ``store.update`` if the token is
-        due) in a worker thread while the others wait for its answer.
+        due) in a worker thread while the others wait for its answer. With ``auto_auth``,
+        an account with no usable token logs in instead.
 
         Raises:
             ReauthorizationRequired: no token is stored for the account, or it can no
@@ -269,18 +243,25 @@ class AsyncWebexClient:
                 account is given and there is no default one.
             InvalidName: ``account`` is not a valid account name.
         """
-        if self._direct is not None:
-            return self._direct
-        name = await self._account(account)
-        cached = self._cached(name)
+        direct = self._keeper.direct_token
+        if direct is not None:
+            return direct
+        try:
+            name = await self._account(account)
+        except ReauthorizationRequired:
+            if not self._auto_auth:
+                raise
+            return await self._login(None, 300, None, None)
+        cached = self._keeper.cached(name)
         if cached is not None:
             return cached
         async with self._lock(name):
-            cached = self._cached(name)  # another coroutine may have just fetched it
-            if cached is not None:
-                return cached
-            token = await asyncio.to_thread(self._fresh, name, False, None)
-            return self._remember(name, token)
+            try:
+                return await asyncio.to_thread(self._keeper.current, name)
+            except ReauthorizationRequired:
+                if not self._auto_auth:
+                    raise
+            return await self._login(name, 300, None, None)
 
     async def refresh(self, account: str | None = None, *, seen: Token | None = None) -> Token:
         """Refresh the token now, single-flight, and return the new one.
@@ -296,57 +277,10 @@ class AsyncWebexClient:
             ReauthorizationRequired: the refresh token expired or was revoked.
             TokenEndpointError: the refresh failed for another reason.
         """
-        if self._direct is not None:
-            raise _direct_refusal()
+        self._keeper.refuse_direct("refresh the access token")
         name = await self._account(account)
         async with self._lock(name):
-            cached = self._cached(name)
-            if seen is not None and cached is not None and not _same(cached, seen):
-                return cached
-            token = await asyncio.to_thread(self._fresh, name, True, seen or cached)
-            return self._remember(name, token)
-
-    def _fresh(self, name: str, force: bool, seen: Token | None) -> Token:
-        """The blocking part, run in a worker thread: read, then refresh if due (or, with
-        ``force``, refresh unless the store holds a valid token other than ``seen``)."""
-        if not force:
-            stored = self._store.get(name)
-            if stored is None:
-                raise ReauthorizationRequired(
-                    f"no token is stored for {name!r} in {redact_url(self._store.url)}; "
-                    f"log in with await client.login() or: {login_command(name)}",
-                    account=name,
-                )
-            if not stored.is_expired(leeway=self._leeway):
-                return stored
-            return ensure_fresh(self._store, name, self.oauth, leeway=self._leeway, seen=stored)
-        return ensure_fresh(
-            self._store, name, self.oauth, force=True, leeway=self._leeway, seen=seen
-        )
-
-    def _token_blocking(self, account: str | None, refused: Token | None) -> Token:
-        """The blocking equivalent of :meth:`get_token` / :meth:`refresh`, for
-        synchronous callers (the ``httpx.Client`` and ``requests`` adapters)."""
-        if self._direct is not None:
-            if refused is not None:
-                raise _direct_refusal()
-            return self._direct
-        if account is None:
-            if not self._name_resolved:
-                self._name, self._name_resolved = self._resolve_name(), True
-            account = self._name
-        if account is None:
-            raise ConfigError(
-                f"no account given and no default account in {redact_url(self._store.url)}; "
-                "pass the account to WebexAuth(client, account) or set AsyncWebexClient(name=...)"
-            )
-        name = validate_name(account)
-        cached = self._cached(name)
-        if refused is None and cached is not None:
-            return cached
-        if refused is not None and cached is not None and not _same(cached, refused):
-            return cached
-        return self._remember(name, self._fresh(name, refused is not None, refused))
+            return await asyncio.to_thread(functools.partial(self._keeper.refresh, name, seen=seen))
 
     async def refresh_access_token(self, account: str | None = None) -> dict[str, Any]:
         """Refresh now and return the token dict of the legacy client (``expires_in``...).
@@ -354,9 +288,7 @@ class AsyncWebexClient:
         Raises:
             ConfigError, ReauthorizationRequired, TokenEndpointError: as :meth:`refresh`.
         """
-        from .client import _token_dict
-
-        return _token_dict(await self.refresh(account))
+        return legacy_token_dict(await self.refresh(account))
 
     async def login(
         self,
@@ -371,35 +303,76 @@ class AsyncWebexClient:
         thread, and store the token.
 
         The token is stored under ``account``, else the default account, else the email
-        of the person who logged in.
+        of the person who logged in (see :func:`~webex_tokens.keeper.login_name`).
 
         Raises:
             ConfigError: the OAuth credentials are missing, or a direct token is in use.
             OAuthError: the login failed.
         """
-        if self._direct is not None:
-            raise ConfigError(
-                "cannot log in: a direct access token (WEBEX_ACCESS_TOKEN) is in use and has "
-                "no refresh support; switch to OAuth2: unset WEBEX_ACCESS_TOKEN, set "
-                "WEBEX_CLIENT_ID and WEBEX_CLIENT_SECRET, and log in"
-            )
-        name = account if account is not None else await self.default_account()
-        oauth = await asyncio.to_thread(lambda: self.oauth)
-        token = await asyncio.to_thread(
+        return await self._login(account, timeout, port, prompt)
+
+    async def _login(
+        self,
+        account: str | None,
+        timeout: float,
+        port: int | None,
+        prompt: Callable[[str], str] | None,
+    ) -> Token:
+        self._keeper.refuse_direct("log in")
+        current = await self.default_account() if account is None else None
+        name, token = await asyncio.to_thread(
             functools.partial(
-                oauth.login,
-                self._open_browser,
-                timeout,
-                account=name,
+                self._keeper.login,
+                name=account,
+                current=current,
+                open_browser=self._open_browser,
+                timeout=timeout,
                 port=port,
                 prompt=prompt,
             )
         )
-        label = validate_name(name or token.account or _DEFAULT_ACCOUNT)
-        await asyncio.to_thread(self._store.put, label, token)
         if self._name is None:
-            self._name, self._name_resolved = label, True
-        return self._remember(label, token)
+            self._name = name
+        return token
+
+    # -- a token source for the HTTP auth adapters -----------------------------------
+
+    def serves(self, account: str | None) -> str | None:
+        """The account an auth adapter built for ``account`` sends tokens of (None: the
+        default account, not known yet)."""
+        return account if account is not None else self._name
+
+    def token_for(self, account: str | None = None, refused: Token | None = None) -> Token:
+        """Blocking: :meth:`get_token` (or, with ``refused``, :meth:`refresh` with
+        ``seen``) for synchronous callers: the ``httpx.Client`` and ``requests`` adapters.
+
+        Raises:
+            ConfigError: no account is given and there is no default account, or a
+                direct token was refused.
+            ReauthorizationRequired, TokenEndpointError: as :meth:`get_token`.
+        """
+        direct = self._keeper.direct_token
+        if direct is not None:
+            if refused is not None:
+                self._keeper.refuse_direct("refresh the access token")
+            return direct
+        if account is None:
+            if self._name is None:
+                self._name = self._keeper.default_account()
+            account = self._name
+        if account is None:
+            raise ConfigError(
+                f"no account given and no default account in "
+                f"{redact_url(self._keeper.store.url)}; pass the account to "
+                "WebexAuth(client, account) or set AsyncWebexClient(name=...)"
+            )
+        return self._keeper.token_for(validate_name(account), refused)
+
+    async def atoken_for(self, account: str | None = None, refused: Token | None = None) -> Token:
+        """Async: :meth:`get_token`, or with ``refused``, :meth:`refresh` with ``seen``."""
+        if refused is None:
+            return await self.get_token(account)
+        return await self.refresh(account, seen=refused)
 
     # -- HTTP -------------------------------------------------------------------------
 
@@ -413,13 +386,28 @@ class AsyncWebexClient:
 
         return WebexAuth(self, account)
 
-    def session(self, account: str | None = None, **options: Any) -> Any:
-        """An Authlib ``AsyncOAuth2Client`` (an ``httpx.AsyncClient``) for ``account``.
+    @property
+    def session(self) -> Any:
+        """An Authlib ``AsyncOAuth2Client`` (an ``httpx.AsyncClient``) for the default
+        account, kept by the client (a new one once it is closed), as
+        ``WebexClient.session`` is: ``await client.session.get("people/me")``.
 
         Each request carries the account's current token (refreshed single-flight
         through the store when due, and once more on a 401, see
-        :class:`~webex_tokens.auth.WebexAuth`). Relative URLs are taken from the API
-        base: ``await session.get("people/me")``. Use it as ``async with``.
+        :class:`~webex_tokens.auth.WebexAuth`). Relative URLs are taken from the API base.
+        Calling it, ``client.session(account)``, is the deprecated form of
+        :meth:`session_for`.
+
+        Raises:
+            ImportError: httpx is not installed (``pip install 'webex-tokens[async]'``).
+        """
+        session = self._session
+        if session is None or session.is_closed:
+            session = self._session = self.session_for()
+        return session
+
+    def session_for(self, account: str | None = None, **options: Any) -> Any:
+        """A new Authlib ``AsyncOAuth2Client`` for ``account``; use it as ``async with``.
 
         Args:
             account: the account (default: the default account).
@@ -433,14 +421,14 @@ class AsyncWebexClient:
     # -- lifecycle --------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close the store if this client opened it (in a worker thread)."""
-        if self._owns_store:
-            await asyncio.to_thread(self._store.close)
+        """Close the session, and the store if this client opened it (in a worker thread)."""
+        if self._session is not None and not self._session.is_closed:
+            await self._session.aclose()
+        await asyncio.to_thread(self._keeper.close)
 
     def close(self) -> None:
         """Close the store if this client opened it (blocking)."""
-        if self._owns_store:
-            self._store.close()
+        self._keeper.close()
 
     async def __aenter__(self) -> AsyncWebexClient:
         return self
@@ -454,23 +442,11 @@ class AsyncWebexClient:
         await self.aclose()
 
     def __repr__(self) -> str:
-        mode = "direct token" if self._direct is not None else "oauth"
+        mode = "oauth" if self.using_oauth else "direct token"
         return (
-            f"AsyncWebexClient(mode={mode!r}, store={redact_url(self._store.url)!r}, "
+            f"AsyncWebexClient(mode={mode!r}, store={redact_url(self.store.url)!r}, "
             f"name={self._name!r})"
         )
-
-
-def _same(a: Token, b: Token) -> bool:
-    return a.access_token == b.access_token
-
-
-def _direct_refusal() -> ConfigError:
-    return ConfigError(
-        "cannot refresh the access token: a direct access token (WEBEX_ACCESS_TOKEN) is in "
-        "use and has no refresh support; switch to OAuth2: unset WEBEX_ACCESS_TOKEN, set "
-        "WEBEX_CLIENT_ID and WEBEX_CLIENT_SECRET, and log in"
-    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -478,11 +454,11 @@ def _session_class() -> type[Any]:
     """Authlib's ``AsyncOAuth2Client`` taking its token from an :class:`AsyncWebexClient`
     (built on first use: httpx is an optional dependency)."""
     try:
-        import httpx
         from authlib.integrations.httpx_client import AsyncOAuth2Client
+        from authlib.integrations.httpx_client.oauth2_client import USE_CLIENT_DEFAULT
     except ImportError:
         raise ImportError(
-            "AsyncWebexClient.session() needs httpx, which is not installed; run: "
+            "AsyncWebexClient.session needs httpx2 (or httpx), which is not installed; run: "
             "pip install 'webex-tokens[async]'"
         ) from None
     from .auth import WebexAuth
@@ -496,11 +472,19 @@ def _session_class() -> type[Any]:
             self._webex_auth = WebexAuth(client, account)
             self._webex_client = client
 
+        def __call__(self, account: str | None = None, **options: Any) -> Any:
+            warnings.warn(
+                "client.session(account) is deprecated: client.session is now the default "
+                "account's session, as on WebexClient; use client.session_for(account) for "
+                "another account or other options",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return self._webex_client.session_for(account, **options)
+
         def _auth_for(self, kwargs: dict[str, Any]) -> None:
             withhold = kwargs.pop("withhold_token", False)
-            if not withhold and kwargs.get("auth", httpx.USE_CLIENT_DEFAULT) is (
-                httpx.USE_CLIENT_DEFAULT
-            ):
+            if not withhold and kwargs.get("auth", USE_CLIENT_DEFAULT) is USE_CLIENT_DEFAULT:
                 kwargs["auth"] = self._webex_auth
             kwargs["withhold_token"] = True  # Authlib's own token handling stays out
 

@@ -16,6 +16,12 @@ Forbidden`` is returned as it is (a refresh does not change permissions).
 The decisions live in one generator, :func:`bearer_flow`, with no I/O (the design of
 httpx's auth flows): it yields "fetch a token" and "send the request" steps, and three
 small drivers carry them out: httpx sync, httpx async and requests.
+
+The adapters take any :class:`TokenSource`: an object that hands out a token for an
+account and a replacement for one Webex refused. :class:`~webex_tokens.client.WebexClient`
+and :class:`~webex_tokens.aio.AsyncWebexClient` are token sources; this module knows
+neither of them. :class:`WebexAuth` works with ``httpx2`` (which Authlib's httpx
+integration prefers) and with ``httpx`` clients alike.
 """
 
 from __future__ import annotations
@@ -23,37 +29,79 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import importlib
 import logging
 from collections.abc import AsyncGenerator, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import requests
 import requests.auth
 from requests.cookies import extract_cookies_to_jar
 
-from .errors import ConfigError, ReauthorizationRequired
+from .errors import ReauthorizationRequired
 from .oauth import login_command
 from .token import Token
 
 if TYPE_CHECKING:
     import httpx
 
-    from .aio import AsyncWebexClient
-    from .client import WebexClient
-
     _HTTPXAuth = httpx.Auth
-else:  # httpx is optional: the requests adapter works without it
-    try:
-        import httpx
+else:
 
-        _HTTPXAuth = httpx.Auth
-    except ImportError:  # pragma: no cover - exercised without the async extra
-        httpx = None
-        _HTTPXAuth = object
+    def _auth_bases() -> tuple[type, ...]:
+        """``httpx2.Auth`` and ``httpx.Auth``, whichever are installed: an adapter that is
+        an instance of both works with the clients of both (their flows are the same)."""
+        bases = []
+        for module in ("httpx2", "httpx"):
+            try:
+                bases.append(importlib.import_module(module).Auth)
+            except ImportError:  # pragma: no cover - exercised without the async extra
+                continue
+        return tuple(bases)
 
-__all__ = ["Fetch", "Send", "WebexAuth", "WebexRequestsAuth", "bearer_flow"]
+    _BASES = _auth_bases()
+    _HTTPXAuth = type("_HTTPXAuth", _BASES, {}) if _BASES else object
+
+__all__ = [
+    "AsyncTokenSource",
+    "Fetch",
+    "Send",
+    "TokenSource",
+    "WebexAuth",
+    "WebexRequestsAuth",
+    "bearer_flow",
+]
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class TokenSource(Protocol):
+    """Where the adapters get tokens (a ``WebexClient``, an ``AsyncWebexClient``...)."""
+
+    def serves(self, account: str | None) -> str | None:
+        """Check that this source can serve ``account`` (None: its default account) and
+        return the account's name for messages (None while unknown).
+
+        Raises:
+            ConfigError: this source cannot serve ``account``.
+        """
+        ...
+
+    def token_for(self, account: str | None = None, refused: Token | None = None) -> Token:
+        """Blocking: a valid token of ``account``; with ``refused`` (a token Webex
+        answered 401 to), a replacement, refreshed single-flight unless another process
+        stored one meanwhile."""
+        ...
+
+
+@runtime_checkable
+class AsyncTokenSource(TokenSource, Protocol):
+    """A token source that can also be awaited (an ``AsyncWebexClient``)."""
+
+    async def atoken_for(self, account: str | None = None, refused: Token | None = None) -> Token:
+        """As :meth:`TokenSource.token_for`, without blocking the event loop."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,54 +148,32 @@ def bearer_flow(account: str | None) -> Generator[Fetch | Send, Any, None]:
 
 
 class _Source:
-    """Tokens from a :class:`WebexClient` or an :class:`AsyncWebexClient`, sync or async."""
+    """A :class:`TokenSource` and the account an adapter sends tokens of."""
 
-    def __init__(self, client: WebexClient | AsyncWebexClient, account: str | None) -> None:
-        from .aio import AsyncWebexClient
-        from .client import WebexClient
-
-        if isinstance(client, WebexClient):
-            if account is not None and account != client.name:
-                raise ConfigError(
-                    f"a WebexClient serves one account ({client.name!r}), not {account!r}; "
-                    "use WebexClient(name=...) for that account, or an AsyncWebexClient, "
-                    "which serves many"
-                )
-        elif not isinstance(client, AsyncWebexClient):
+    def __init__(self, source: TokenSource, account: str | None) -> None:
+        if not isinstance(source, TokenSource):
             raise TypeError(
-                "the auth adapters take a WebexClient or an AsyncWebexClient, not "
-                f"{type(client).__name__}"
+                "the auth adapters take a WebexClient or an AsyncWebexClient (any "
+                f"webex_tokens.auth.TokenSource), not {type(source).__name__}"
             )
-        self.client = client
+        source.serves(account)  # a source that cannot serve the account says so now
+        self.source = source
         self.account = account
 
     @property
     def name(self) -> str | None:
-        return self.account or self.client.name
+        return self.source.serves(self.account)
 
     def fetch(self, refused: Token | None) -> Token:
         """Blocking: the current token, or one replacing ``refused``."""
-        from .client import WebexClient
-
-        client = self.client
-        if isinstance(client, WebexClient):
-            current = client.token
-            if refused is None or current.access_token != refused.access_token:
-                return current
-            client.refresh_access_token()  # single-flight; adopts another process's token
-            return client.token
-        return client._token_blocking(self.account, refused)
+        return self.source.token_for(self.account, refused)
 
     async def afetch(self, refused: Token | None) -> Token:
         """Async: the same, without blocking the event loop."""
-        from .client import WebexClient
-
-        client = self.client
-        if isinstance(client, WebexClient):
-            return await asyncio.to_thread(self.fetch, refused)
-        if refused is None:
-            return await client.get_token(self.account)
-        return await client.refresh(self.account, seen=refused)
+        source = self.source
+        if isinstance(source, AsyncTokenSource):
+            return await source.atoken_for(self.account, refused)
+        return await asyncio.to_thread(source.token_for, self.account, refused)
 
 
 def _bearer(token: Token) -> str:
@@ -172,15 +198,15 @@ class WebexAuth(_HTTPXAuth):
     # Read the body before sending, so the request can be replayed after a 401.
     requires_request_body = True
 
-    def __init__(self, client: WebexClient | AsyncWebexClient, account: str | None = None) -> None:
-        if httpx is None:  # pragma: no cover - exercised without the async extra
+    def __init__(self, client: TokenSource, account: str | None = None) -> None:
+        if _HTTPXAuth is object:  # pragma: no cover - exercised without the async extra
             raise ImportError(
                 "WebexAuth needs httpx, which is not installed; run: "
                 "pip install 'webex-tokens[async]' (or use WebexRequestsAuth with requests)"
             )
         self._source = _Source(client, account)
 
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, Any, None]:
+    def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
         """Drive :func:`bearer_flow` with blocking token calls (``httpx.Client``)."""
         flow = bearer_flow(self._source.name)
         step = next(flow)
@@ -196,7 +222,7 @@ class WebexAuth(_HTTPXAuth):
             except StopIteration:
                 return
 
-    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, Any]:
+    async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
         """Drive :func:`bearer_flow` with awaited token calls (``httpx.AsyncClient``)."""
         flow = bearer_flow(self._source.name)
         step = next(flow)
@@ -231,7 +257,7 @@ class WebexRequestsAuth(requests.auth.AuthBase):
         ConfigError: ``account`` is not the account of the given ``WebexClient``.
     """
 
-    def __init__(self, client: WebexClient | AsyncWebexClient, account: str | None = None) -> None:
+    def __init__(self, client: TokenSource, account: str | None = None) -> None:
         self._source = _Source(client, account)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:

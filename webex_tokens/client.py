@@ -7,25 +7,24 @@
     client.session.get("people/me")          # Authlib session, refreshing through the store
     api = client.webex_api()                 # webexpythonsdk.WebexAPI
 
-Configuration comes from the environment and ``.env`` like the legacy client:
-``WEBEX_CLIENT_ID``, ``WEBEX_CLIENT_SECRET``, ``WEBEX_REDIRECT_URI``, ``WEBEX_SCOPES``,
-``WEBEX_BASE_URL``; ``WEBEX_ACCESS_TOKEN`` selects a direct token (no refresh) and
-``WEBEX_TOKEN_FILE`` a ``.webex_token.json``-style file store. Tokens live in any
-:class:`~webex_tokens.store.TokenStore`; refreshes are single-flight through
-:func:`~webex_tokens.refresh.ensure_fresh`.
+A ``WebexClient`` is the account engine (:class:`~webex_tokens.keeper.Keeper`) bound to
+one account, plus the legacy guide's API and an Authlib session. Configuration comes
+from the environment and ``.env`` like the legacy client: ``WEBEX_CLIENT_ID``,
+``WEBEX_CLIENT_SECRET``, ``WEBEX_REDIRECT_URI``, ``WEBEX_SCOPES``, ``WEBEX_BASE_URL``;
+``WEBEX_ACCESS_TOKEN`` selects a direct token (no refresh) and ``WEBEX_TOKEN_FILE`` a
+``.webex_token.json``-style file store.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
-import time
 import warnings
 import webbrowser
 from collections.abc import Callable
 from pathlib import Path
+from time import time as _now  # one global lookup on the cached path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -34,8 +33,10 @@ from authlib.integrations.requests_client import OAuth2Session
 
 from .callback import parse_callback_url
 from .errors import CallbackError, ConfigError, ReauthorizationRequired
-from .oauth import AuthorizationRequest, WebexOAuth, login_command
-from .refresh import DEFAULT_LEEWAY, ensure_fresh
+from .keeper import CacheSlot, DirectTokenWarning, Keeper, legacy_token_dict
+from .oauth import AuthorizationRequest, WebexOAuth
+from .refresh import DEFAULT_LEEWAY
+from .settings import ACCOUNT_ENV, DEFAULT_ACCOUNT, StoreSource
 from .store import TokenStore, redact_url
 from .token import Token
 
@@ -46,22 +47,10 @@ __all__ = ["DEFAULT_ACCOUNT", "LEGACY_TOKEN_FILE", "DirectTokenWarning", "WebexC
 
 log = logging.getLogger(__name__)
 
-#: The account used when nothing else names one (also the legacy file's only account).
-DEFAULT_ACCOUNT: Final = "default"
+#: The environment variable naming the account a :class:`WebexClient` uses.
+ACCOUNT_VARIABLE: Final = ACCOUNT_ENV
 #: The token file the legacy ``WebexClient`` kept in the current directory.
 LEGACY_TOKEN_FILE: Final = ".webex_token.json"  # noqa: S105 - a file name
-#: The environment variable naming the account a :class:`WebexClient` uses.
-ACCOUNT_VARIABLE: Final = "WEBEX_TOKENS_ACCOUNT"
-
-_DIRECT_MODE_WARNING: Final = (
-    "Using direct access token (no refresh support): WEBEX_ACCESS_TOKEN is set, and direct "
-    "tokens expire after 12 hours; for long-term use, switch to OAuth2 with "
-    "WEBEX_CLIENT_ID/SECRET (and unset WEBEX_ACCESS_TOKEN)"
-)
-
-
-class DirectTokenWarning(UserWarning):
-    """A direct access token (``WEBEX_ACCESS_TOKEN``) is in use: it cannot be refreshed."""
 
 
 class WebexClient:
@@ -72,11 +61,12 @@ class WebexClient:
             callback, see :meth:`WebexOAuth.login`); False leaves that to :meth:`login`
             or :meth:`build_authorization_url` and :meth:`exchange_code_for_token`.
         store: a :class:`~webex_tokens.store.TokenStore`, a store URL or the name of a
-            configured store; default: the ``WEBEX_TOKEN_FILE`` file if set, else the
-            default store of the settings. A store opened here is closed by :meth:`close`.
-        name: the account; default: the only account in the store, else
-            ``WEBEX_TOKENS_ACCOUNT``, else ``default`` if stored; after a first login,
-            the email of the person who logged in.
+            configured store; default: the default store of the settings
+            (``WEBEX_TOKENS_STORE``, else ``WEBEX_TOKEN_FILE``, else ``default_store``,
+            else the embedded SQLite store). A store opened here is closed by :meth:`close`.
+        name: the account; default: ``WEBEX_TOKENS_ACCOUNT``, else ``[integration]
+            account``, else the only account in the store, else ``default`` if stored;
+            after a first login into an empty store, the email of the person who logged in.
         oauth: the OAuth client; default: built from ``WEBEX_CLIENT_ID`` and friends
             when first needed.
         leeway: seconds before expiry from which the token is refreshed.
@@ -105,84 +95,40 @@ class WebexClient:
         open_browser: Callable[[str], bool] | None = webbrowser.open,
         settings: Settings | None = None,
     ) -> None:
-        if settings is None:
-            from .settings import load_settings
-
-            settings = load_settings()
-        self._settings = settings
-        integration = settings.integration
-        self._oauth = oauth
-        self._leeway = float(leeway)
-        self._open_browser = open_browser
+        self._keeper = Keeper(
+            store, oauth=oauth, settings=settings, leeway=leeway, direct_token=True
+        )
         self._explicit_name = name
+        self._open_browser = open_browser
         self._lock = threading.RLock()
-        self._cached: tuple[Token, float] | None = None
         self._pending: AuthorizationRequest | None = None
         self._session: _StoreSession | None = None
-        self._direct = bool(integration.access_token) and store is None and oauth is None
-        self._store, self._owns_store = self._open(store, integration.token_file)
-        self._name: str | None = name
-        if self._direct:
-            assert integration.access_token is not None
-            self._name = name or DEFAULT_ACCOUNT
-            self._remember(Token(access_token=integration.access_token, account=name))
-            if integration.client_id:
-                message = _DIRECT_MODE_WARNING + " (WEBEX_CLIENT_ID is ignored meanwhile)"
-            else:
-                message = _DIRECT_MODE_WARNING
-            log.warning("%s", message)
-            warnings.warn(message, DirectTokenWarning, stacklevel=2)
-            return
+        self._name: str | None = None
+        self._slot = CacheSlot()
         try:
-            self._name = self._resolve_name()
-            if self._name is None and store is None and not integration.token_file:
-                self._warn_about_legacy_file()
+            direct = self._keeper.direct_token
+            if direct is not None:
+                self._bind(name or DEFAULT_ACCOUNT)
+                self._keeper.remember(name or DEFAULT_ACCOUNT, direct)
+                return
+            self._bind(self._keeper.default_account(name))
+            if self._name is None:
+                self._warn_if_legacy_file_ignored()
             if auto_auth:
                 try:
-                    self._fresh_token()
+                    self._token()
                 except ReauthorizationRequired:
                     self.login()
         except BaseException:
             self.close()
             raise
 
-    # -- store and account ------------------------------------------------------------
-
-    @staticmethod
-    def _open(store: TokenStore | str | None, token_file: str | None) -> tuple[TokenStore, bool]:
-        if store is None and token_file:
-            from .backends.file import FileStore
-
-            return FileStore(token_file), True
-        if isinstance(store, str) or store is None:
-            from .registry import open_store
-
-            return open_store(store), True
-        return store, False
-
-    def _resolve_name(self) -> str | None:
-        if self._explicit_name is not None:
-            return self._explicit_name
-        names = self._store.names()
-        if len(names) == 1:
-            return names[0]
-        chosen = os.environ.get(ACCOUNT_VARIABLE) or getattr(
-            self._settings, "default_account", None
-        )
-        if chosen:
-            return str(chosen)
-        if not names:
-            return None  # the first login names it
-        if DEFAULT_ACCOUNT in names:
-            return DEFAULT_ACCOUNT
-        shown = ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
-        raise ConfigError(
-            f"the store {redact_url(self._store.url)} holds {len(names)} accounts ({shown}); "
-            f"choose one with WebexClient(name=...) or the {ACCOUNT_VARIABLE} variable"
-        )
-
-    def _warn_about_legacy_file(self) -> None:
-        if os.environ.get("WEBEX_TOKENS_STORE") or not Path(LEGACY_TOKEN_FILE).is_file():
+    def _warn_if_legacy_file_ignored(self) -> None:
+        """The default store is empty while the legacy token file sits, unread, here."""
+        choice = self._keeper.choice
+        if choice is None or choice.source not in (StoreSource.DEFAULT_STORE, StoreSource.EMBEDDED):
+            return
+        if not Path(LEGACY_TOKEN_FILE).is_file():
             return
         message = (
             f"found {LEGACY_TOKEN_FILE} from the legacy WebexClient, which is not read by "
@@ -192,10 +138,21 @@ class WebexClient:
         log.warning("%s", message)
         warnings.warn(message, UserWarning, stacklevel=3)
 
+    def _bind(self, name: str | None) -> None:
+        self._name = name
+        self._slot = self._keeper.slot(name) if name is not None else CacheSlot()
+
+    # -- store and account ------------------------------------------------------------
+
+    @property
+    def keeper(self) -> Keeper:
+        """The account engine this client is bound to."""
+        return self._keeper
+
     @property
     def store(self) -> TokenStore:
         """The token store in use."""
-        return self._store
+        return self._keeper.store
 
     @property
     def name(self) -> str | None:
@@ -209,26 +166,22 @@ class WebexClient:
         Raises:
             ConfigError: ``WEBEX_CLIENT_ID`` or ``WEBEX_CLIENT_SECRET`` is not set.
         """
-        if self._oauth is None:
-            self._oauth = WebexOAuth.from_settings(self._settings)
-        return self._oauth
+        return self._keeper.oauth
 
     @property
     def base_url(self) -> str:
         """The Webex API base URL (``https://webexapis.com/v1``), without a trailing slash."""
-        if self._oauth is not None:
-            return self._oauth.base_url
-        return self._settings.integration.base_url.rstrip("/")
+        return self._keeper.base_url
 
     @property
     def using_oauth(self) -> bool:
         """True when tokens come from OAuth2 (and are refreshed)."""
-        return not self._direct
+        return self._keeper.direct_token is None
 
     @property
     def using_direct_token(self) -> bool:
         """True when ``WEBEX_ACCESS_TOKEN`` is used as is (no refresh)."""
-        return self._direct
+        return self._keeper.direct_token is not None
 
     @property
     def token_file(self) -> Path | None:
@@ -237,35 +190,24 @@ class WebexClient:
         Setting it switches to a file store at that path (legacy ``.webex_token.json``
         files are read as the account ``default``); the token is read from it on next use.
         """
-        path = getattr(self._store, "path", None)
         from .backends.file import FileStore
 
-        return Path(path) if isinstance(self._store, FileStore) and path is not None else None
+        store = self._keeper.store
+        return Path(store.path) if isinstance(store, FileStore) else None
 
     @token_file.setter
     def token_file(self, path: str | os.PathLike[str]) -> None:
         from .backends.file import FileStore
 
-        new = FileStore(path)
         with self._lock:
-            if self._owns_store:
-                self._store.close()
-            self._store, self._owns_store = new, True
-            if not self._direct:
-                self._cached = None
-                self._session = None
-                self._name = self._resolve_name()
+            self._keeper.use_store(FileStore(path))
+            self._session = None
+            if self._keeper.direct_token is None:
+                self._bind(self._keeper.default_account(self._explicit_name))
+            else:
+                self._bind(self._name)
 
     # -- tokens -----------------------------------------------------------------------
-
-    def _remember(self, token: Token) -> Token:
-        deadline = (
-            token.expires_at.timestamp() - self._leeway
-            if token.expires_at is not None
-            else math.inf
-        )
-        self._cached = (token, deadline)  # one assignment: readers never see half of it
-        return token
 
     @property
     def access_token(self) -> str:
@@ -280,42 +222,24 @@ class WebexClient:
             TokenEndpointError: the refresh failed for another reason.
             ConfigError: a refresh is due but the OAuth credentials are missing.
         """
-        cached = self._cached
-        if cached is not None and time.time() < cached[1]:
-            return cached[0].access_token
-        return self._fresh_token().access_token
+        entry = self._slot.entry
+        if entry is not None and _now() < entry[1]:
+            return entry[0].access_token
+        return self._token().access_token
 
     @property
     def token(self) -> Token:
         """The current :class:`~webex_tokens.token.Token` (valid; refreshed when due)."""
-        cached = self._cached
-        if cached is not None and time.time() < cached[1]:
-            return cached[0]
-        return self._fresh_token()
+        entry = self._slot.entry
+        if entry is not None and _now() < entry[1]:
+            return entry[0]
+        return self._token()
 
-    def _fresh_token(self) -> Token:
-        with self._lock:
-            cached = self._cached
-            if cached is not None and time.time() < cached[1]:
-                return cached[0]
-            if self._name is None:
-                raise ReauthorizationRequired(
-                    f"no token is stored in {redact_url(self._store.url)} yet; log in with "
-                    f"client.login() or: {login_command(None)}"
-                )
-            stored = self._store.get(self._name)
-            if stored is not None and not stored.is_expired(leeway=self._leeway):
-                return self._remember(stored)
-            if stored is None:
-                raise ReauthorizationRequired(
-                    f"no token is stored for {self._name!r} in {redact_url(self._store.url)}; "
-                    f"log in with client.login() or: {login_command(self._name)}",
-                    account=self._name,
-                )
-            token = ensure_fresh(
-                self._store, self._name, self.oauth, leeway=self._leeway, seen=stored
-            )
-            return self._remember(token)
+    def _token(self) -> Token:
+        name = self._name
+        if name is None:
+            raise self._keeper.missing(None)
+        return self._keeper.current(name)
 
     def login(
         self,
@@ -327,38 +251,24 @@ class WebexClient:
         """Log in through the browser (see :meth:`WebexOAuth.login`) and store the token.
 
         The token is stored under the client's account name, or (on a first login into
-        an empty store) under the email of the person who logged in.
+        an empty store) under the email of the person who logged in (see
+        :func:`~webex_tokens.keeper.login_name`).
 
         Raises:
             ConfigError: the OAuth credentials are missing, or a direct token is in use.
             OAuthError: the login failed (see :meth:`WebexOAuth.login`).
         """
-        self._refuse_direct("log in")
-        token = self.oauth.login(
+        name, token = self._keeper.login(
+            name=self._explicit_name,
+            current=self._name,
             open_browser=self._open_browser,
             timeout=timeout,
-            account=self._explicit_name,
             port=port,
             prompt=prompt,
         )
-        return self._save(token)
-
-    def _save(self, token: Token) -> Token:
         with self._lock:
-            # A login again for a known account keeps its name (a legacy file's
-            # "default" stays "default"); a first login is named after the person.
-            name = self._name or token.account or DEFAULT_ACCOUNT
-            self._store.put(name, token)
-            self._name = name
-            return self._remember(token)
-
-    def _refuse_direct(self, what: str) -> None:
-        if self._direct:
-            raise ConfigError(
-                f"cannot {what}: a direct access token (WEBEX_ACCESS_TOKEN) is in use and has "
-                "no refresh support; switch to OAuth2: unset WEBEX_ACCESS_TOKEN, set "
-                "WEBEX_CLIENT_ID and WEBEX_CLIENT_SECRET, and log in"
-            )
+            self._bind(name)
+        return token
 
     # -- the legacy API ---------------------------------------------------------------
 
@@ -405,7 +315,9 @@ class WebexClient:
             text = parse_callback_url(text, request.state).code
         token = self.oauth.exchange_code(text, request, account=self._explicit_name)
         self._pending = None
-        return _token_dict(self._save(token))
+        with self._lock:
+            self._bind(self._keeper.save_login(token, name=self._explicit_name, current=self._name))
+        return legacy_token_dict(token)
 
     def refresh_access_token(self) -> dict[str, Any]:
         """Refresh the token now (single-flight: another process's fresh token is reused).
@@ -418,22 +330,45 @@ class WebexClient:
             ReauthorizationRequired: the refresh token expired or was revoked.
             TokenEndpointError: the refresh failed for another reason.
         """
-        self._refuse_direct("refresh the access token")
-        with self._lock:
-            if self._name is None:
-                raise ReauthorizationRequired(
-                    f"no token is stored yet; log in with client.login() or: {login_command(None)}"
-                )
-            cached = self._cached
-            token = ensure_fresh(
-                self._store,
-                self._name,
-                self.oauth,
-                force=True,
-                leeway=self._leeway,
-                seen=cached[0] if cached else None,
+        self._keeper.refuse_direct("refresh the access token")
+        if self._name is None:
+            raise self._keeper.missing(None)
+        return legacy_token_dict(self._keeper.refresh(self._name))
+
+    # -- a token source for the HTTP auth adapters -----------------------------------
+
+    def serves(self, account: str | None) -> str | None:
+        """The account an auth adapter built for ``account`` sends tokens of.
+
+        Raises:
+            ConfigError: ``account`` is not this client's account (a ``WebexClient``
+                serves one account).
+        """
+        if account is not None and account != self._name:
+            raise ConfigError(
+                f"a WebexClient serves one account ({self._name!r}), not {account!r}; "
+                "use WebexClient(name=...) for that account, or an AsyncWebexClient, "
+                "which serves many"
             )
-            return _token_dict(self._remember(token))
+        return self._name
+
+    def token_for(self, account: str | None = None, refused: Token | None = None) -> Token:
+        """Blocking: the current token, or (``refused``: a token Webex answered 401 to)
+        its replacement, refreshed single-flight unless another process stored one.
+
+        Raises:
+            ConfigError: ``account`` is not this client's account, or a direct token was
+                refused.
+            ReauthorizationRequired, TokenEndpointError: as :attr:`access_token`.
+        """
+        self.serves(account)
+        if refused is None:
+            return self.token
+        if self._name is None:
+            raise self._keeper.missing(None)
+        return self._keeper.token_for(self._name, refused)
+
+    # -- HTTP -------------------------------------------------------------------------
 
     @property
     def session(self) -> OAuth2Session:
@@ -466,9 +401,10 @@ class WebexClient:
     # -- lifecycle --------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the store if this client opened it."""
-        if self._owns_store:
-            self._store.close()
+        """Close the session, and the store if this client opened it."""
+        if self._session is not None:
+            self._session.close()
+        self._keeper.close()
 
     def __enter__(self) -> WebexClient:
         return self
@@ -482,28 +418,10 @@ class WebexClient:
         self.close()
 
     def __repr__(self) -> str:
-        mode = "direct token" if self._direct else "oauth"
+        mode = "oauth" if self.using_oauth else "direct token"
         return (
-            f"WebexClient(mode={mode!r}, store={redact_url(self._store.url)!r}, "
-            f"name={self._name!r})"
+            f"WebexClient(mode={mode!r}, store={redact_url(self.store.url)!r}, name={self._name!r})"
         )
-
-
-def _token_dict(token: Token) -> dict[str, Any]:
-    """The legacy client's token dict (the token endpoint's answer, plus ``saved_at``)."""
-    data: dict[str, Any] = {"access_token": token.access_token, "token_type": token.token_type}
-    expires_in = token.expires_in()
-    if expires_in is not None:
-        data["expires_in"] = max(0, int(expires_in))
-    if token.refresh_token is not None:
-        data["refresh_token"] = token.refresh_token
-    refresh_in = token.refresh_expires_in()
-    if refresh_in is not None:
-        data["refresh_token_expires_in"] = max(0, int(refresh_in))
-    if token.scopes:
-        data["scope"] = " ".join(token.scopes)
-    data["saved_at"] = token.saved_at.isoformat()
-    return data
 
 
 class _StoreSession(OAuth2Session):  # type: ignore[misc] # Authlib ships no type hints

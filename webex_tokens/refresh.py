@@ -11,6 +11,14 @@ The decisions are pure functions with no I/O (:func:`decide`, :func:`decide_afte
 :func:`merge_refreshed`), in the manner of httpx's auth flows: :func:`ensure_fresh` drives
 them with blocking calls, and an asynchronous client can drive the same functions with
 awaits and reach the same answers.
+
+When a token is **due** is defined here too, once (:func:`is_due`, :func:`token_status`,
+:func:`expiries`): the engine (:mod:`webex_tokens.keeper`) refreshes a token due within
+its leeway, and ``webex-tokens list`` and ``refresh --all`` use the same functions with
+their windows. A record that carries no expiry at all (one imported from a legacy
+``.webex_token.json``) is given Webex's documented lifetimes counted from its
+``saved_at``: the access token lasts 14 days and the refresh token 90 days
+(https://developer.webex.com/docs/integrations), so the keep-alive refreshes it in time.
 """
 
 from __future__ import annotations
@@ -18,10 +26,10 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Final
 
-from .errors import ReauthorizationRequired
+from .errors import ReauthorizationRequired, TokenEndpointError
 from .store import TokenStore, redact_url
 from .token import Token
 
@@ -29,20 +37,34 @@ if TYPE_CHECKING:
     from .oauth import WebexOAuth
 
 __all__ = [
+    "ACCESS_TOKEN_LIFETIME",
     "DEFAULT_LEEWAY",
+    "REFRESH_DUE_WINDOW",
+    "REFRESH_TOKEN_LIFETIME",
     "Action",
     "Decision",
+    "Expiries",
     "decide",
     "decide_after_refusal",
     "ensure_fresh",
+    "expiries",
+    "is_due",
     "merge_refreshed",
     "reauthorization_required",
+    "token_status",
+    "unanswered_refresh",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Seconds before expiry from which a token counts as due for a refresh.
 DEFAULT_LEEWAY: Final = 120.0
+#: Seconds before its refresh token expires from which ``list`` shows a token as due.
+REFRESH_DUE_WINDOW: Final = 7 * 86400.0
+#: How long Webex says an integration's access token lasts (developer.webex.com).
+ACCESS_TOKEN_LIFETIME: Final = timedelta(days=14)
+#: How long Webex says an integration's refresh token lasts unused (developer.webex.com).
+REFRESH_TOKEN_LIFETIME: Final = timedelta(days=90)
 
 
 class Action(enum.Enum):
@@ -63,6 +85,113 @@ class Decision:
 
 def _same(a: Token, b: Token) -> bool:
     return a.access_token == b.access_token
+
+
+# -- when a token is due ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Expiries:
+    """When a token's access and refresh tokens expire, as recorded or estimated.
+
+    Attributes:
+        access_at: when the access token expires, or None when nobody can tell.
+        refresh_at: when the refresh token expires, or None (unknown, or no refresh token).
+        estimated: True when the times are estimated from ``saved_at`` (the record
+            carried no expiry, as a legacy ``.webex_token.json`` does).
+    """
+
+    access_at: datetime | None
+    refresh_at: datetime | None
+    estimated: bool = False
+
+
+def expiries(token: Token) -> Expiries:
+    """When ``token`` expires: its recorded times, or, for a record that carries no
+    expiry at all but can be refreshed (the legacy form), Webex's documented lifetimes
+    counted from ``saved_at`` (:data:`ACCESS_TOKEN_LIFETIME`, :data:`REFRESH_TOKEN_LIFETIME`).
+
+    A legacy record without ``saved_at`` reads as saved at the epoch, so its estimate is
+    long past: it is due at once.
+    """
+    if (
+        token.expires_at is None
+        and token.refresh_token_expires_at is None
+        and token.refresh_token is not None
+        and token.kind in ("integration", "service_app")
+    ):
+        return Expiries(
+            token.saved_at + ACCESS_TOKEN_LIFETIME, token.saved_at + REFRESH_TOKEN_LIFETIME, True
+        )
+    refresh_at = token.refresh_token_expires_at if token.refresh_token is not None else None
+    return Expiries(token.expires_at, refresh_at)
+
+
+def _left(when: datetime | None, now: datetime) -> float | None:
+    return None if when is None else (when - now).total_seconds()
+
+
+def _now(now: datetime | None) -> datetime:
+    return now if now is not None else datetime.now(timezone.utc)
+
+
+def is_due(token: Token, within: float, now: datetime | None = None) -> bool:
+    """True when ``token`` should be refreshed now to stay usable ``within`` seconds.
+
+    A token is due within a window when its access token or its refresh token expires
+    within it (see :func:`expiries` for a record without expiry). A token whose expiry
+    nobody can tell (a bot's, or an access token saved alone) is not due: nothing
+    could refresh it.
+
+    Args:
+        token: the token.
+        within: the window, in seconds (the engine's leeway; ``refresh --all
+            --due-within``).
+        now: the current time (for tests).
+    """
+    when = expiries(token)
+    moment = _now(now)
+    left = _left(when.access_at, moment)
+    refresh_left = _left(when.refresh_at, moment)
+    return (left is not None and left <= within) or (
+        refresh_left is not None and refresh_left <= within
+    )
+
+
+def token_status(
+    token: Token,
+    leeway: float = DEFAULT_LEEWAY,
+    refresh_window: float = REFRESH_DUE_WINDOW,
+    now: datetime | None = None,
+) -> str:
+    """How ``token`` stands, as ``webex-tokens list`` and ``show`` print it.
+
+    Returns:
+        ``"expired"`` (the access token is dead, a refresh can renew it),
+        ``"refresh expired"`` (only a new login helps), ``"due"`` (the access token
+        expires within ``leeway`` or the refresh token within ``refresh_window``),
+        ``"unknown"`` (no expiry is recorded or can be estimated, and it is not a bot's
+        token, which never expires) or ``"ok"``.
+    """
+    when = expiries(token)
+    moment = _now(now)
+    left = _left(when.access_at, moment)
+    refresh_left = _left(when.refresh_at, moment)
+    refresh_dead = token.refresh_token is None or (refresh_left is not None and refresh_left <= 0)
+    if left is not None and left <= 0:
+        return "refresh expired" if refresh_dead else "expired"
+    if refresh_dead and token.refresh_token is not None:
+        return "refresh expired"
+    if left is not None and left <= leeway:
+        return "due"
+    if refresh_left is not None and refresh_left <= refresh_window:
+        return "due"
+    if left is None and token.kind != "bot":
+        return "unknown"
+    return "ok"
+
+
+# -- what to do under the lock ------------------------------------------------------------
 
 
 def decide(
@@ -86,17 +215,28 @@ def decide(
     """
     if current is None:
         return Decision(Action.REAUTHORIZE, "no token is stored")
-    due = current.is_expired(leeway=leeway, now=now)
+    due = is_due(current, leeway, now)
     if seen is not None and not _same(current, seen) and not due:
         return Decision(Action.ADOPT, "another process refreshed it already")
     if not force and not due:
         return Decision(Action.ADOPT, "it is still valid")
+    refresh_left = _left(expiries(current).refresh_at, _now(now))
+    renewable = current.refresh_token is not None and not (
+        refresh_left is not None and refresh_left <= 0
+    )
+    if not renewable and not force and not _access_due(current, leeway, now):
+        # Due only because its refresh token is dead: the access token still serves.
+        return Decision(Action.ADOPT, "its access token is still valid")
     if current.refresh_token is None:
         return Decision(Action.REAUTHORIZE, "the token has no refresh token")
-    refresh_left = current.refresh_expires_in(now)
-    if refresh_left is not None and refresh_left <= 0:
+    if not renewable:
         return Decision(Action.REAUTHORIZE, "its refresh token has expired")
     return Decision(Action.REFRESH, "forced" if force and not due else "it is due")
+
+
+def _access_due(token: Token, leeway: float, now: datetime | None) -> bool:
+    left = _left(expiries(token).access_at, _now(now))
+    return left is not None and left <= leeway
 
 
 def decide_after_refusal(
@@ -111,11 +251,7 @@ def decide_after_refusal(
     ``current`` is the token read once more from the store: if someone else stored a
     different, valid token meanwhile (a login, a refresh outside the lock), use it.
     """
-    if (
-        current is not None
-        and not _same(current, refused)
-        and not current.is_expired(leeway=leeway, now=now)
-    ):
+    if current is not None and not _same(current, refused) and not is_due(current, leeway, now):
         return Decision(Action.ADOPT, "a new token was stored meanwhile")
     return Decision(Action.REAUTHORIZE, "Webex refused the refresh token (expired or revoked)")
 
@@ -169,6 +305,26 @@ def reauthorization_required(
     )
 
 
+def unanswered_refresh(
+    name: str, error: TokenEndpointError, store_url: str | None = None
+) -> TokenEndpointError:
+    """The error for a refresh whose answer never came: Webex may have used the refresh
+    token, so it is not sent again; the message says what the user should expect."""
+    from .oauth import login_command
+
+    where = f" in {redact_url(store_url)}" if store_url else ""
+    return TokenEndpointError(
+        f"the refresh of the token of {name!r}{where} got no answer ({error}), and Webex may "
+        "have used its refresh token, so it was not sent again; if Webex did, the next "
+        f"refresh will be refused and the account must log in again ({login_command(name)}); "
+        "if not, the next attempt refreshes it normally",
+        status=error.status,
+        error=error.error,
+        description=error.description,
+        delivered=None,
+    )
+
+
 def ensure_fresh(
     store: TokenStore,
     name: str,
@@ -198,10 +354,15 @@ def ensure_fresh(
             Webex refused the refresh token; the message names the account and
             ``webex-tokens login --name NAME``.
         TokenEndpointError: Webex could not refresh it (credentials, outage, network).
+            When nobody can tell whether the request reached Webex (``delivered`` is
+            None: the answer timed out), the refresh token is not presented again: the
+            store is read once more (another process or host may have stored a token
+            meanwhile, which is then returned), else this error says what to expect.
         LockTimeout: another process held the lock for too long.
     """
     decisions: list[Decision] = []
     refused: list[Token] = []
+    unanswered: list[tuple[Token, TokenEndpointError]] = []
 
     def step(current: Token | None) -> Token | None:
         decision = decide(current, force=force, leeway=leeway, seen=seen)
@@ -216,9 +377,23 @@ def ensure_fresh(
         except ReauthorizationRequired:
             refused.append(current)
             return current
+        except TokenEndpointError as exc:
+            if exc.delivered is not None:
+                raise
+            unanswered.append((current, exc))
+            return current  # nothing is written; the refresh token is never sent again
         return merge_refreshed(current, fresh)
 
     result = store.update(name, step)
+    if unanswered:
+        presented, error = unanswered[0]
+        current = store.get(name)
+        if current is not None and not _same(current, presented) and not is_due(current, leeway):
+            log.warning(
+                "the refresh of %r got no answer, but a token stored meanwhile is used", name
+            )
+            return current
+        raise unanswered_refresh(name, error, store.url)
     if refused:
         # Re-read once outside the lock: a token stored by a login or by a process that
         # does not share this lock (another store path, another host) may have replaced it.

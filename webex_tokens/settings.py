@@ -1,4 +1,5 @@
-"""Named stores and environments, from ``webex-tokens.toml``, the environment and ``.env``.
+"""Named stores, environments and accounts: the one place that decides which store and
+which account, from ``webex-tokens.toml``, the environment and ``.env``.
 
 The settings file is the first of these that is given or exists (files are never merged):
 
@@ -23,48 +24,64 @@ An example::
     client_id = "C0ffee..."
     client_secret_env = "WEBEX_PROD_CLIENT_SECRET"
     scopes = ["spark:all"]
+    account = "hr-bot"
 
 Precedence, highest first: the environment, then ``.env`` in the current directory,
-then the settings file, then the built-in defaults. The default store is
-``WEBEX_TOKENS_STORE``, else the legacy ``WEBEX_TOKEN_FILE`` (a ``file:`` store), else
-the file's ``default_store``, else SQLite in the user data directory.
+then the settings file, then the built-in defaults. Two decisions are made here and
+nowhere else (every surface asks :class:`Settings`):
+
+- **the store** (:meth:`Settings.choose_store`): the store named explicitly, else
+  ``WEBEX_TOKENS_STORE``, else the legacy ``WEBEX_TOKEN_FILE`` (a ``file:`` store), else
+  the file's ``default_store``, else SQLite in the user data directory;
+- **the default account** (:meth:`Settings.default_account`): the name given, else
+  ``WEBEX_TOKENS_ACCOUNT``, else ``[integration] account``, else the only account
+  stored, else ``default`` if it is stored.
 
 Loading reads files and the environment only: it opens no store and creates nothing.
+The file's format is checked by :mod:`webex_tokens.settings_file`.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
+import enum
 import os
-import re
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 import platformdirs
 
-from .errors import ConfigError
-from .store import redact_url
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+from .errors import ConfigError, InvalidName
+from .settings_file import (
+    INTEGRATION_KEYS,
+    SETTINGS_FILE_NAME,
+    STORE_KEYS,
+    TOP_KEYS,
+    Problems,
+    check_integration_table,
+    check_store_table,
+    read_toml,
+    shown_url,
+)
+from .store import validate_name
 
 __all__ = [
+    "ACCOUNT_ENV",
     "CONFIG_ENV",
+    "DEFAULT_ACCOUNT",
     "DEFAULT_BASE_URL",
     "DEFAULT_REDIRECT_URI",
     "DEFAULT_SCOPES",
     "SETTINGS_FILE_NAME",
     "STORE_ENV",
+    "TOKEN_FILE_ENV",
     "IntegrationSettings",
     "Settings",
+    "StoreChoice",
     "StoreSettings",
+    "StoreSource",
     "default_store_url",
     "find_settings_file",
     "load_settings",
@@ -75,30 +92,24 @@ DEFAULT_REDIRECT_URI = "http://localhost:8000/oauth/webex/callback"
 DEFAULT_SCOPES = ("spark:all",)
 DEFAULT_BASE_URL = "https://webexapis.com/v1"
 
-#: The settings file's name, in the current directory and the user config directory.
-SETTINGS_FILE_NAME: Final = "webex-tokens.toml"
 #: The variable naming the settings file.
 CONFIG_ENV: Final = "WEBEX_TOKENS_CONFIG"
 #: The variable naming the default store (a store name or a URL).
 STORE_ENV: Final = "WEBEX_TOKENS_STORE"
 #: The legacy variable holding the path of a single ``.webex_token.json``.
 TOKEN_FILE_ENV: Final = "WEBEX_TOKEN_FILE"  # noqa: S105 - a variable's name, not a secret
+#: The variable naming the account used when none is given.
+ACCOUNT_ENV: Final = "WEBEX_TOKENS_ACCOUNT"
+#: The account a legacy token file's one token is read as; also the name of a first
+#: login when nothing else names it (see :func:`webex_tokens.keeper.login_name`).
+DEFAULT_ACCOUNT: Final = "default"
 
 _APP: Final = "webex-tokens"
-_STORE_NAME: Final = re.compile(r"[A-Za-z0-9._-]+")
-_ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_TOP_KEYS: Final = ("default_store", "stores", "integration")
-_STORE_KEYS: Final = ("url", "key_env", "key_file", "table", "lock_timeout", "description")
-_INTEGRATION_KEYS: Final = (
-    "client_id",
-    "client_secret_env",
-    "redirect_uri",
-    "scopes",
-    "base_url",
-    "account",
-)
-# Built-in schemes that are not SQL: ``table`` means nothing to them.
-_NOT_SQL: Final = ("memory", "file", "keyring")
+# The names the documentation tests read (the keys each table accepts).
+_TOP_KEYS: Final = TOP_KEYS
+_STORE_KEYS: Final = STORE_KEYS
+_INTEGRATION_KEYS: Final = INTEGRATION_KEYS
+_SHOWN_ACCOUNTS: Final = 5
 
 
 # -- the environment -----------------------------------------------------------------
@@ -228,7 +239,7 @@ class StoreSettings:
     description: str | None = None
 
     def __repr__(self) -> str:
-        return f"StoreSettings(name={self.name!r}, url={_shown(self.url)!r})"
+        return f"StoreSettings(name={self.name!r}, url={shown_url(self.url)!r})"
 
 
 def default_store_url() -> str:
@@ -245,11 +256,57 @@ def user_settings_path() -> Path:
     return Path(platformdirs.user_config_dir(_APP, appauthor=False)) / SETTINGS_FILE_NAME
 
 
+class StoreSource(str, enum.Enum):
+    """What chose the store a :class:`StoreChoice` names, highest precedence first."""
+
+    ARGUMENT = "argument"  #: named explicitly (``open_store(target)``, ``--store``, ``store=``)
+    STORE_ENV = "WEBEX_TOKENS_STORE"  #: the ``WEBEX_TOKENS_STORE`` variable
+    TOKEN_FILE = "WEBEX_TOKEN_FILE"  # noqa: S105 - the legacy ``WEBEX_TOKEN_FILE`` variable
+    DEFAULT_STORE = "default_store"  #: the settings file's ``default_store``
+    EMBEDDED = "embedded default"  #: nothing: SQLite in the user data directory
+
+
+@dataclass(frozen=True)
+class StoreChoice:
+    """Which store to open, and what chose it (see :meth:`Settings.choose_store`).
+
+    Attributes:
+        url: the URL to open.
+        source: what chose it.
+        target: the store name or URL as it was given (None for the embedded default).
+        name: the configured store's name, when ``target`` names one; else None.
+        origin: where the URL was configured (``[stores.NAME] in PATH``), else None.
+    """
+
+    url: str
+    source: StoreSource
+    target: str | None = None
+    name: str | None = None
+    origin: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How to name the store to a person: its configured name, else its URL (redacted)."""
+        return self.name if self.name is not None else shown_url(self.url)
+
+    @property
+    def is_default(self) -> bool:
+        """True when nothing named the store explicitly (it is the default store)."""
+        return self.source is not StoreSource.ARGUMENT
+
+    def __repr__(self) -> str:
+        return (
+            f"StoreChoice(url={shown_url(self.url)!r}, source={self.source.value!r}, "
+            f"name={self.name!r})"
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """The resolved settings: configured stores by name, the default store, the integration.
 
-    Build one with :func:`load_settings`.
+    Build one with :func:`load_settings`. It decides which store (:meth:`choose_store`)
+    and which account (:meth:`default_account`) are used when none is named.
 
     Attributes:
         stores: the configured stores by name, in file order.
@@ -257,6 +314,7 @@ class Settings:
         integration: the integration's credentials (environment over ``.env`` over file).
         path: the settings file that was read, or None when there is none.
         store_override: ``WEBEX_TOKENS_STORE`` (a store name or URL), or None.
+        account_override: ``WEBEX_TOKENS_ACCOUNT``, or None.
     """
 
     stores: dict[str, StoreSettings] = field(default_factory=dict)
@@ -264,81 +322,145 @@ class Settings:
     integration: IntegrationSettings = field(default_factory=IntegrationSettings)
     path: Path | None = None
     store_override: str | None = None
+    account_override: str | None = None
+
+    # -- the store ---------------------------------------------------------------------
+
+    def choose_store(self, target: str | None = None) -> StoreChoice:
+        """Decide which store ``target`` means, and say what chose it.
+
+        Precedence: ``target`` (a store URL or a configured store's name), else
+        ``WEBEX_TOKENS_STORE``, else ``WEBEX_TOKEN_FILE`` (a ``file:`` store at that
+        path), else the settings file's ``default_store``, else the embedded default
+        (SQLite in the user data directory).
+
+        Raises:
+            ConfigError: the name given (or the one ``WEBEX_TOKENS_STORE`` or
+                ``default_store`` gives) is neither a URL nor a configured store; the
+                message lists the configured names.
+        """
+        from .registry import is_store_url
+
+        if target is not None:
+            source = StoreSource.ARGUMENT
+        elif self.store_override:
+            target, source = self.store_override, StoreSource.STORE_ENV
+        elif self.integration.token_file:
+            target, source = _file_url(self.integration.token_file), StoreSource.TOKEN_FILE
+        elif self.default_store:
+            target, source = self.default_store, StoreSource.DEFAULT_STORE
+        else:
+            return StoreChoice(default_store_url(), StoreSource.EMBEDDED)
+        if is_store_url(target):
+            return StoreChoice(target, source, target)
+        store = self.stores.get(target)
+        if store is None:
+            raise self._unknown_store(target, source)
+        return StoreChoice(store.url, source, target, target, f"[stores.{target}] in {self.path}")
 
     @property
     def default_target(self) -> str | None:
         """What the default store is: a store name or URL, or None for the embedded default.
 
         ``WEBEX_TOKENS_STORE``, else ``WEBEX_TOKEN_FILE`` (as a ``file:`` URL), else the
-        file's ``default_store``.
+        file's ``default_store`` (see :meth:`choose_store`).
         """
-        return self._default()[0]
-
-    def _default(self) -> tuple[str | None, str]:
         if self.store_override:
-            return self.store_override, STORE_ENV
+            return self.store_override
         if self.integration.token_file:
-            return _file_url(self.integration.token_file), TOKEN_FILE_ENV
-        if self.default_store:
-            return self.default_store, f"default_store in {self.path}"
-        return None, "the embedded default"
+            return _file_url(self.integration.token_file)
+        return self.default_store
 
     def store_url(self, target: str | None = None) -> str:
-        """The URL of the store ``target`` names.
+        """The URL of the store ``target`` names (``choose_store(target).url``).
 
         Args:
             target: a store URL, the name of a configured store, or None for the default
-                store (see :attr:`default_target`; with nothing set, SQLite in the user
-                data directory).
+                store (see :meth:`choose_store`).
 
         Raises:
-            ConfigError: ``target`` (or ``WEBEX_TOKENS_STORE``) is neither a URL nor a
-                configured store; the message lists the configured names.
+            ConfigError: as :meth:`choose_store`.
         """
-        from .registry import is_store_url
-
-        source = None
-        if target is None:
-            target, source = self._default()
-            if target is None:
-                return default_store_url()
-        if is_store_url(target):
-            return target
-        store = self.stores.get(target)
-        if store is not None:
-            return store.url
-        raise self._unknown_store(target, source)
+        return self.choose_store(target).url
 
     def origin(self, target: str | None = None) -> str | None:
         """Where the URL of ``target`` was configured (``[stores.NAME] in PATH``), if anywhere."""
-        from .registry import is_store_url
-
-        if target is None:
-            target = self._default()[0]
-        if target is None or is_store_url(target) or target not in self.stores:
+        try:
+            return self.choose_store(target).origin
+        except ConfigError:
             return None
-        return f"[stores.{target}] in {self.path}"
 
-    def _unknown_store(self, target: str, source: str | None) -> ConfigError:
+    def _unknown_store(self, target: str, source: StoreSource) -> ConfigError:
         where = f"in {self.path}" if self.path else "(there is no settings file)"
         known = ", ".join(self.stores) or "none"
-        said = f"{source} names the store {target!r}" if source else f"the store {target!r}"
+        said = (
+            f"the store {target!r}"
+            if source is StoreSource.ARGUMENT
+            else f"{source.value} names the store {target!r}"
+        )
         if "/" in target or "\\" in target or target.endswith((".json", ".db")):
             fix = f"to use a file, write a URL such as file:{target} or sqlite:///{target}"
-        elif source == STORE_ENV:
+        elif source is StoreSource.STORE_ENV:
             fix = f"set {STORE_ENV} to a configured name or a store URL"
         else:
             fix = f"add [stores.{target}] to the settings file or pass a store URL"
         return ConfigError(f"{said}, which is not configured {where} (configured: {known}); {fix}")
 
+    # -- the account -------------------------------------------------------------------
 
-def _shown(url: str) -> str:
-    """``url`` without its password (a URL with no host, like sqlite:///x.db, has none)."""
-    try:
-        has_host = bool(urlsplit(url).netloc)
-    except ValueError:
-        return "<unparsable URL>"
-    return redact_url(url) if has_host else url
+    def default_account(
+        self,
+        stored: Callable[[], Sequence[str]],
+        name: str | None = None,
+        *,
+        where: str = "the store",
+    ) -> str | None:
+        """Decide which account to use: the one clients, the CLI and the web flow share.
+
+        Precedence: ``name`` (given explicitly), else ``WEBEX_TOKENS_ACCOUNT``, else
+        ``[integration] account``, else the only account stored, else ``default`` if it
+        is stored. ``stored`` is called only when the first three say nothing.
+
+        Args:
+            stored: returns the account names of the store (``store.names``).
+            name: the account given explicitly, if any.
+            where: how to name the store in an error (``the store file:///...``).
+
+        Returns:
+            The account, or None when nothing names one and the store is empty (the
+            first login will name it).
+
+        Raises:
+            InvalidName: ``name`` is not a valid account name.
+            ConfigError: ``WEBEX_TOKENS_ACCOUNT`` or ``[integration] account`` is not a
+                valid account name, or the store holds several accounts and nothing
+                chooses one; the message lists them and the ways to choose.
+        """
+        if name is not None:
+            return validate_name(name)
+        for value, what in (
+            (self.account_override, ACCOUNT_ENV),
+            (self.integration.account, f"account in [integration] of {self.path}"),
+        ):
+            if value is not None:
+                try:
+                    return validate_name(value)
+                except InvalidName as exc:
+                    raise ConfigError(f"{what} is not a valid account name: {exc}") from None
+        names = list(stored())
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            return None
+        if DEFAULT_ACCOUNT in names:
+            return DEFAULT_ACCOUNT
+        shown = ", ".join(repr(n) for n in names[:_SHOWN_ACCOUNTS])
+        more = ", ..." if len(names) > _SHOWN_ACCOUNTS else ""
+        raise ConfigError(
+            f"{where} holds {len(names)} accounts ({shown}{more}) and none is chosen; pass "
+            f"the account (name=... in Python, --name on the command line), or set "
+            f"{ACCOUNT_ENV} or account in [integration]"
+        )
 
 
 def _file_url(path: str) -> str:
@@ -396,43 +518,21 @@ def load_settings(config: str | os.PathLike[str] | None = None) -> Settings:
     """
     env = _Environment()
     path = _find_settings_file(config, env)
-    document = _read_toml(path) if path is not None else {}
+    document = read_toml(path) if path is not None else {}
     return _parse(document, path, env)
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        raw = path.read_bytes()
-    except IsADirectoryError:
-        raise ConfigError(
-            f"the settings file {path} is a directory; point to a {SETTINGS_FILE_NAME} file"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the settings file {path} ({exc.strerror}); fix its permissions"
-        ) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(
-            f"the settings file {path} is not UTF-8 text (line {line}); save it as UTF-8"
-        ) from None
-    try:
-        document: dict[str, Any] = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"the settings file {path} is not valid TOML: {exc}") from None
-    return document
-
-
 def _parse(document: dict[str, Any], path: Path | None, env: _Environment) -> Settings:
-    problems = _Problems(path)
-    problems.check_keys(document, _TOP_KEYS, "at the top level")
+    problems = Problems(path)
+    problems.check_keys(document, TOP_KEYS, "at the top level")
 
     stores_table = document.get("stores", {})
     if not isinstance(stores_table, dict):
         raise problems.error("stores must be a table of [stores.NAME] sections")
-    stores = {name: _parse_store(name, table, problems) for name, table in stores_table.items()}
+    stores = {}
+    for name, table in stores_table.items():
+        url, description = check_store_table(name, table, problems)
+        stores[name] = StoreSettings(name, url, description)
 
     default_store = document.get("default_store")
     if default_store is not None:
@@ -453,166 +553,8 @@ def _parse(document: dict[str, Any], path: Path | None, env: _Environment) -> Se
     return Settings(
         stores=stores,
         default_store=default_store,
-        integration=_integration(env, _check_integration(section, problems), path),
+        integration=_integration(env, check_integration_table(section, problems), path),
         path=path,
         store_override=env.get(STORE_ENV),
+        account_override=env.get(ACCOUNT_ENV),
     )
-
-
-def _parse_store(name: str, table: Any, problems: _Problems) -> StoreSettings:
-    from .registry import is_store_url, scheme_of
-
-    where = f"[stores.{name}]"
-    if not _STORE_NAME.fullmatch(name):
-        raise problems.error(
-            f"the store name {name!r} is not allowed; use letters, digits, '-', '_' and '.'"
-        )
-    if not isinstance(table, dict):
-        raise problems.error(f"stores.{name} must be a table: write it as a {where} section")
-    if "key" in table or "keys" in table:
-        raise problems.error(
-            f"{where} holds a Fernet key, and keys never go in the settings file; put it in "
-            "an environment variable named by key_env, or in a chmod 600 file named by key_file"
-        )
-    problems.check_keys(table, _STORE_KEYS, f"in {where}")
-    if "url" not in table:
-        raise problems.error(f'{where} has no url; add e.g. url = "sqlite:///tokens.db"')
-    url = table["url"]
-    problems.check_text(url, f"url in {where}")
-    if not is_store_url(url):
-        raise problems.error(
-            f"the url in {where} is not a store URL; write e.g. sqlite:///tokens.db, "
-            "file:///path/tokens.json or keyring://"
-        )
-    description = table.get("description")
-    if description is not None:
-        problems.check_text(description, f"description in {where}")
-
-    encrypted = url[: len("fernet+")].lower() == "fernet+"
-    options: list[tuple[str, str]] = []
-    for key in ("key_env", "key_file"):
-        if key not in table:
-            continue
-        value = table[key]
-        problems.check_text(value, f"{key} in {where}")
-        if not encrypted:
-            raise problems.error(
-                f"{key} in {where} applies only to encrypted stores; write the url as "
-                f"fernet+{_shown(url)} or remove {key}"
-            )
-        if key == "key_env" and not _ENV_NAME.fullmatch(value):
-            raise problems.error(
-                f"key_env in {where} must be the name of an environment variable (such as "
-                "WEBEX_TOKENS_PROD_KEY), never the key itself"
-            )
-        options.append((key, value))
-    if len(options) > 1:
-        raise problems.error(
-            f"{where} sets both key_env and key_file; keep the one holding the keys"
-        )
-    if "table" in table:
-        value = table["table"]
-        problems.check_text(value, f"table in {where}")
-        inner = url[len("fernet+") :] if encrypted else url
-        if scheme_of(inner) in _NOT_SQL:
-            raise problems.error(
-                f"table in {where} applies only to SQL stores (sqlite, postgresql, mysql); "
-                "remove it"
-            )
-        options.append(("table", value))
-    if "lock_timeout" in table:
-        value = table["lock_timeout"]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or value <= 0
-        ):
-            raise problems.error(
-                f"lock_timeout in {where} must be a positive number of seconds, e.g. 30"
-            )
-        options.append(("lock_timeout", f"{value:g}"))
-    return StoreSettings(name, _fold_options(url, options, where, problems), description)
-
-
-def _fold_options(
-    url: str, options: Iterable[tuple[str, str]], where: str, problems: _Problems
-) -> str:
-    """Append ``options`` to the query of ``url``, refusing one the URL sets already."""
-    base, _, query = url.partition("?")
-    fields = [field for field in query.split("&") if field]
-    present = {unquote(field.partition("=")[0]) for field in fields}
-    for key, value in options:
-        if key in present:
-            raise problems.error(
-                f"{where} sets {key} both in its url and as a key; keep one of them"
-            )
-        fields.append(f"{key}={quote(value, safe='/~:')}")
-    return base + ("?" + "&".join(fields) if fields else "")
-
-
-def _check_integration(section: dict[str, Any], problems: _Problems) -> dict[str, Any]:
-    """Validate the ``[integration]`` table; return it with ``scopes`` as a tuple."""
-    if "client_secret" in section:
-        raise problems.error(
-            "[integration] holds client_secret inline, and secrets never go in the settings "
-            "file; put it in an environment variable and name that variable with "
-            'client_secret_env = "WEBEX_CLIENT_SECRET"'
-        )
-    for token_key in ("access_token", "refresh_token"):
-        if token_key in section:
-            raise problems.error(
-                f"[integration] holds {token_key}, and tokens never go in the settings file; "
-                "remove it and store tokens with webex-tokens login or import"
-            )
-    problems.check_keys(section, _INTEGRATION_KEYS, "in [integration]")
-    for key in ("client_id", "client_secret_env", "redirect_uri", "base_url", "account"):
-        if key in section:
-            problems.check_text(section[key], f"{key} in [integration]")
-    secret_env = section.get("client_secret_env")
-    if secret_env is not None and not _ENV_NAME.fullmatch(secret_env):
-        raise problems.error(
-            "client_secret_env in [integration] must be the name of an environment variable "
-            "(such as WEBEX_CLIENT_SECRET), never the secret itself"
-        )
-    for key in ("redirect_uri", "base_url"):
-        value = section.get(key)
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise problems.error(f"{key} in [integration] must be an http:// or https:// URL")
-    checked = dict(section)
-    if "scopes" in section:
-        scopes = section["scopes"]
-        if isinstance(scopes, str):
-            checked["scopes"] = tuple(scopes.split())
-        elif isinstance(scopes, list) and all(isinstance(scope, str) for scope in scopes):
-            checked["scopes"] = tuple(part for scope in scopes for part in scope.split())
-        else:
-            raise problems.error(
-                'scopes in [integration] must be a list of text, e.g. ["spark:all"], or '
-                "space-separated text"
-            )
-        if not checked["scopes"]:
-            raise problems.error('scopes in [integration] is empty; list e.g. ["spark:all"]')
-    return checked
-
-
-class _Problems:
-    """Builds the errors of one settings file, each naming the file."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-
-    def error(self, message: str) -> ConfigError:
-        return ConfigError(f"{self.path}: {message}")
-
-    def check_keys(self, table: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
-        for key in table:
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
-                raise self.error(f"unknown key {key!r} {where}; {hint}")
-
-    def check_text(self, value: Any, what: str) -> None:
-        if not isinstance(value, str) or not value.strip():
-            shown = "empty" if isinstance(value, str) else f"a {type(value).__name__}"
-            raise self.error(f"{what} must be non-empty text, not {shown}")

@@ -1,0 +1,269 @@
+"""The settings file's format: reading ``webex-tokens.toml`` and checking every table.
+
+Pure checks over the parsed TOML document: each function either returns the checked
+value or raises :class:`~webex_tokens.errors.ConfigError` naming the file and the key
+or line at fault. What the values *mean* (which store is the default, which account)
+is decided in :mod:`webex_tokens.settings`, which builds its objects from these.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote, unquote, urlsplit
+
+from .errors import ConfigError
+from .store import redact_url
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = [
+    "INTEGRATION_KEYS",
+    "SETTINGS_FILE_NAME",
+    "STORE_KEYS",
+    "TOP_KEYS",
+    "Problems",
+    "check_integration_table",
+    "check_store_table",
+    "read_toml",
+    "shown_url",
+]
+
+#: The settings file's name, in the current directory and the user config directory.
+SETTINGS_FILE_NAME: Final = "webex-tokens.toml"
+#: The keys allowed at the top level, in ``[stores.NAME]`` and in ``[integration]``.
+TOP_KEYS: Final = ("default_store", "stores", "integration")
+STORE_KEYS: Final = ("url", "key_env", "key_file", "table", "lock_timeout", "description")
+INTEGRATION_KEYS: Final = (
+    "client_id",
+    "client_secret_env",
+    "redirect_uri",
+    "scopes",
+    "base_url",
+    "account",
+)
+
+_STORE_NAME: Final = re.compile(r"[A-Za-z0-9._-]+")
+_ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Built-in schemes that are not SQL: ``table`` means nothing to them.
+_NOT_SQL: Final = ("memory", "file", "keyring")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The TOML document in ``path``.
+
+    Raises:
+        ConfigError: the file cannot be read, is not UTF-8 or is not valid TOML; the
+            message names the file (and the line).
+    """
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise ConfigError(
+            f"the settings file {path} is a directory; point to a {SETTINGS_FILE_NAME} file"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the settings file {path} ({exc.strerror}); fix its permissions"
+        ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"the settings file {path} is not UTF-8 text (line {line}); save it as UTF-8"
+        ) from None
+    try:
+        document: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the settings file {path} is not valid TOML: {exc}") from None
+    return document
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its password (a URL with no host, like sqlite:///x.db, has none)."""
+    try:
+        has_host = bool(urlsplit(url).netloc)
+    except ValueError:
+        return "<unparsable URL>"
+    return redact_url(url) if has_host else url
+
+
+def check_store_table(name: str, table: Any, problems: Problems) -> tuple[str, str | None]:
+    """Check ``[stores.NAME]``; return its URL (with the table's options folded into the
+    query, ready for ``open_store``) and its description.
+
+    Raises:
+        ConfigError: a bad name, key or value; the message names the section.
+    """
+    from .registry import is_store_url, scheme_of
+
+    where = f"[stores.{name}]"
+    if not _STORE_NAME.fullmatch(name):
+        raise problems.error(
+            f"the store name {name!r} is not allowed; use letters, digits, '-', '_' and '.'"
+        )
+    if not isinstance(table, dict):
+        raise problems.error(f"stores.{name} must be a table: write it as a {where} section")
+    if "key" in table or "keys" in table:
+        raise problems.error(
+            f"{where} holds a Fernet key, and keys never go in the settings file; put it in "
+            "an environment variable named by key_env, or in a chmod 600 file named by key_file"
+        )
+    problems.check_keys(table, STORE_KEYS, f"in {where}")
+    if "url" not in table:
+        raise problems.error(f'{where} has no url; add e.g. url = "sqlite:///tokens.db"')
+    url = table["url"]
+    problems.check_text(url, f"url in {where}")
+    if not is_store_url(url):
+        raise problems.error(
+            f"the url in {where} is not a store URL; write e.g. sqlite:///tokens.db, "
+            "file:///path/tokens.json or keyring://"
+        )
+    description = table.get("description")
+    if description is not None:
+        problems.check_text(description, f"description in {where}")
+
+    encrypted = url[: len("fernet+")].lower() == "fernet+"
+    options: list[tuple[str, str]] = []
+    for key in ("key_env", "key_file"):
+        if key not in table:
+            continue
+        value = table[key]
+        problems.check_text(value, f"{key} in {where}")
+        if not encrypted:
+            raise problems.error(
+                f"{key} in {where} applies only to encrypted stores; write the url as "
+                f"fernet+{shown_url(url)} or remove {key}"
+            )
+        if key == "key_env" and not _ENV_NAME.fullmatch(value):
+            raise problems.error(
+                f"key_env in {where} must be the name of an environment variable (such as "
+                "WEBEX_TOKENS_PROD_KEY), never the key itself"
+            )
+        options.append((key, value))
+    if len(options) > 1:
+        raise problems.error(
+            f"{where} sets both key_env and key_file; keep the one holding the keys"
+        )
+    if "table" in table:
+        value = table["table"]
+        problems.check_text(value, f"table in {where}")
+        inner = url[len("fernet+") :] if encrypted else url
+        if scheme_of(inner) in _NOT_SQL:
+            raise problems.error(
+                f"table in {where} applies only to SQL stores (sqlite, postgresql, mysql); "
+                "remove it"
+            )
+        options.append(("table", value))
+    if "lock_timeout" in table:
+        value = table["lock_timeout"]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise problems.error(
+                f"lock_timeout in {where} must be a positive number of seconds, e.g. 30"
+            )
+        options.append(("lock_timeout", f"{value:g}"))
+    return _fold_options(url, options, where, problems), description
+
+
+def _fold_options(
+    url: str, options: Iterable[tuple[str, str]], where: str, problems: Problems
+) -> str:
+    """Append ``options`` to the query of ``url``, refusing one the URL sets already."""
+    base, _, query = url.partition("?")
+    fields = [field for field in query.split("&") if field]
+    present = {unquote(field.partition("=")[0]) for field in fields}
+    for key, value in options:
+        if key in present:
+            raise problems.error(
+                f"{where} sets {key} both in its url and as a key; keep one of them"
+            )
+        fields.append(f"{key}={quote(value, safe='/~:')}")
+    return base + ("?" + "&".join(fields) if fields else "")
+
+
+def check_integration_table(section: dict[str, Any], problems: Problems) -> dict[str, Any]:
+    """Check the ``[integration]`` table; return it with ``scopes`` as a tuple.
+
+    Raises:
+        ConfigError: a secret written inline, an unknown key or a bad value.
+    """
+    if "client_secret" in section:
+        raise problems.error(
+            "[integration] holds client_secret inline, and secrets never go in the settings "
+            "file; put it in an environment variable and name that variable with "
+            'client_secret_env = "WEBEX_CLIENT_SECRET"'
+        )
+    for token_key in ("access_token", "refresh_token"):
+        if token_key in section:
+            raise problems.error(
+                f"[integration] holds {token_key}, and tokens never go in the settings file; "
+                "remove it and store tokens with webex-tokens login or import"
+            )
+    problems.check_keys(section, INTEGRATION_KEYS, "in [integration]")
+    for key in ("client_id", "client_secret_env", "redirect_uri", "base_url", "account"):
+        if key in section:
+            problems.check_text(section[key], f"{key} in [integration]")
+    secret_env = section.get("client_secret_env")
+    if secret_env is not None and not _ENV_NAME.fullmatch(secret_env):
+        raise problems.error(
+            "client_secret_env in [integration] must be the name of an environment variable "
+            "(such as WEBEX_CLIENT_SECRET), never the secret itself"
+        )
+    for key in ("redirect_uri", "base_url"):
+        value = section.get(key)
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise problems.error(f"{key} in [integration] must be an http:// or https:// URL")
+    checked = dict(section)
+    if "scopes" in section:
+        scopes = section["scopes"]
+        if isinstance(scopes, str):
+            checked["scopes"] = tuple(scopes.split())
+        elif isinstance(scopes, list) and all(isinstance(scope, str) for scope in scopes):
+            checked["scopes"] = tuple(part for scope in scopes for part in scope.split())
+        else:
+            raise problems.error(
+                'scopes in [integration] must be a list of text, e.g. ["spark:all"], or '
+                "space-separated text"
+            )
+        if not checked["scopes"]:
+            raise problems.error('scopes in [integration] is empty; list e.g. ["spark:all"]')
+    return checked
+
+
+class Problems:
+    """Builds the errors of one settings file, each naming the file."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def error(self, message: str) -> ConfigError:
+        """The error for ``message``, prefixed with the file's path."""
+        return ConfigError(f"{self.path}: {message}")
+
+    def check_keys(self, table: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:
+        """Refuse a key of ``table`` that is not ``known``, suggesting the closest."""
+        for key in table:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+                raise self.error(f"unknown key {key!r} {where}; {hint}")
+
+    def check_text(self, value: Any, what: str) -> None:
+        """Refuse a ``value`` that is not non-empty text."""
+        if not isinstance(value, str) or not value.strip():
+            shown = "empty" if isinstance(value, str) else f"a {type(value).__name__}"
+            raise self.error(f"{what} must be non-empty text, not {shown}")
