@@ -36,6 +36,7 @@ __all__ = [
     "CallbackResult",
     "CallbackServer",
     "handle_callback_query",
+    "is_loopback_redirect_uri",
     "parse_callback_url",
     "render_page",
 ]
@@ -124,6 +125,13 @@ def _printable(text: str) -> str:
     """Outside text made safe for a message: control characters dropped, length capped."""
     cleaned = "".join(ch if ch.isprintable() else " " for ch in text).strip()
     return cleaned if len(cleaned) <= _MAX_SHOWN else cleaned[: _MAX_SHOWN - 3] + "..."
+
+
+def is_loopback_redirect_uri(uri: str) -> bool:
+    """True when ``uri`` is an ``http://`` address on this machine (``localhost``,
+    ``127.0.0.1`` or ``[::1]``): one a :class:`CallbackServer` can serve."""
+    parts = urlsplit(uri)
+    return parts.scheme == "http" and (parts.hostname or "").lower() in _LOOPBACK_HOSTS
 
 
 def _state_matches(given: str, expected: str) -> bool:

@@ -1,0 +1,142 @@
+"""The interactive login (webex_tokens.login) against FakeWebex over real HTTP: what the
+person is told, through notify only, and how pasted input is read."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from webex_tokens.login import Notice, browser_login, read_line, stderr_notify
+from webex_tokens.oauth import WebexOAuth
+from webex_tokens.testing.fake_webex import FakeWebex
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def oauth(fake_webex: FakeWebex) -> WebexOAuth:
+    uri = f"http://localhost:{free_port()}/oauth/webex/callback"
+    fake_webex.add_redirect_uri(uri)
+    return WebexOAuth(
+        fake_webex.client_id,
+        fake_webex.client_secret,
+        redirect_uri=uri,
+        base_url=fake_webex.base_url,
+        timeout=5,
+    )
+
+
+def test_browser_route_tells_through_notify_only(
+    oauth: WebexOAuth, fake_webex: FakeWebex, capfd: pytest.CaptureFixture[str]
+) -> None:
+    notices: list[Notice] = []
+    token = oauth.login(open_browser=fake_webex.open_browser, timeout=10, notify=notices.append)
+    assert token.account == fake_webex.user
+    assert [n.kind for n in notices] == ["browser_opened"]
+    [notice] = notices
+    assert notice.url is not None and notice.url.startswith(fake_webex.authorize_url + "?")
+    assert notice.url in notice.message and str(notice) == notice.message
+    assert notice.redirect_uri == oauth.redirect_uri
+    assert not notice.expects_paste
+    assert capfd.readouterr() == ("", "")
+
+
+def test_paste_route_tells_through_notify_only(
+    oauth: WebexOAuth, fake_webex: FakeWebex, capfd: pytest.CaptureFixture[str]
+) -> None:
+    notices: list[Notice] = []
+    questions: list[str] = []
+
+    def paste(question: str) -> str:
+        questions.append(question)
+        if len(questions) == 1:
+            return "not a url"
+        [url] = [n.url for n in notices if n.kind == "open_url"]
+        assert url is not None
+        return fake_webex.approve(url)
+
+    token = browser_login(oauth, open_browser=None, timeout=10, prompt=paste, notify=notices.append)
+    assert token.account == fake_webex.user
+    assert [n.kind for n in notices] == ["open_url", "paste_refused"]
+    assert all(n.expects_paste for n in notices)
+    assert "whole address" in notices[1].message
+    assert questions == ["Redirect URL: ", "Redirect URL: "]
+    assert capfd.readouterr() == ("", "")
+
+
+def test_without_notify_the_notices_go_to_stderr_as_before(
+    oauth: WebexOAuth, fake_webex: FakeWebex, capfd: pytest.CaptureFixture[str]
+) -> None:
+    oauth.login(open_browser=fake_webex.open_browser, timeout=10)
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert "Log in to Webex in the browser window that opened" in err
+    assert fake_webex.authorize_url + "?" in err
+
+
+def test_stderr_notify_shows_the_paste_prompt(capsys: pytest.CaptureFixture[str]) -> None:
+    stderr_notify(Notice("browser_opened", "Log in there."))
+    stderr_notify(Notice("open_url", "Open it, then paste."))
+    assert capsys.readouterr() == ("", "Log in there.\nOpen it, then paste.\nRedirect URL: ")
+
+
+def test_read_line_reads_standard_input_and_writes_nothing(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("http://localhost/cb?code=c&state=s\n"))
+    assert read_line("Redirect URL: ") == "http://localhost/cb?code=c&state=s\n"
+    with pytest.raises(EOFError):
+        read_line("Redirect URL: ")
+    monkeypatch.setattr(sys, "stdin", None)
+    with pytest.raises(EOFError):
+        read_line("Redirect URL: ")
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(sys, "stdin", closed)
+    with pytest.raises(EOFError):
+        read_line("Redirect URL: ")
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_whole_login_in_a_fresh_process_writes_nothing(tmp_path: Path) -> None:
+    """No logging configured, as in a script: with a notify, neither the login nor the
+    library's log records reach stdout or stderr."""
+    uri = f"http://localhost:{free_port()}/oauth/webex/callback"
+    script = textwrap.dedent(
+        f"""
+        import json, pathlib
+        from webex_tokens.oauth import WebexOAuth
+        from webex_tokens.testing.fake_webex import FakeWebex
+        notices = []
+        with FakeWebex(redirect_uris=[{uri!r}]) as fake:
+            oauth = WebexOAuth(fake.client_id, fake.client_secret, redirect_uri={uri!r},
+                               base_url=fake.base_url)
+            token = oauth.login(open_browser=fake.open_browser, timeout=10,
+                                notify=notices.append)
+        pathlib.Path("result.json").write_text(
+            json.dumps([token.account, [n.kind for n in notices]]))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (done.stdout, done.stderr) == ("", "")
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result == ["alice@example.com", ["browser_opened"]]

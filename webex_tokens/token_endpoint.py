@@ -1,0 +1,391 @@
+"""The boundary with Webex's OAuth endpoints: retries, answers and the errors they become.
+
+Every request the library makes to Webex's OAuth endpoints goes through
+:meth:`TokenEndpoint.call`: the code exchange and the refresh at ``/access_token``, the
+``/people/me`` lookup that names an account, and any further kind of request (a
+device-token poll, a Service App mint) described by its own :class:`RequestKind`.
+``call`` sends the request, reads the answer and decides, in this one place:
+
+- whether a failure is worth another attempt (:class:`RetryPolicy`): how long to wait
+  (``Retry-After``, or a backoff that doubles) and how many times;
+- what the answer means: the JSON object the caller asked for, or the library's own
+  error saying what to do (:class:`~webex_tokens.errors.TokenEndpointError`,
+  :class:`~webex_tokens.errors.RedirectURIMismatch`,
+  :class:`~webex_tokens.errors.ReauthorizationRequired`).
+
+Authlib prepares and sends the token requests (client authentication, PKCE); its
+compliance hooks hand each answer over (:func:`hand_over`) before Authlib parses it, so
+only this module reads what Webex sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from datetime import timezone
+from typing import Any, Final, NoReturn
+
+import requests
+
+from .errors import (
+    ConfigError,
+    OAuthError,
+    ReauthorizationRequired,
+    RedirectURIMismatch,
+    TokenEndpointError,
+)
+
+__all__ = [
+    "AUTHORIZATION_CODE",
+    "DEFAULT_BACKOFF",
+    "DEFAULT_MAX_RETRY_AFTER",
+    "PEOPLE_ME",
+    "PORTAL",
+    "REFRESH",
+    "RequestKind",
+    "RetryPolicy",
+    "TokenEndpoint",
+    "hand_over",
+    "printable",
+    "redirect_uri_mismatch_message",
+    "retry_after_seconds",
+]
+
+log = logging.getLogger(__name__)
+
+#: Longest ``Retry-After`` honoured by default; a longer one ends the retries at once.
+DEFAULT_MAX_RETRY_AFTER: Final = 60.0
+#: Backoff before the first retry (doubles with each further one).
+DEFAULT_BACKOFF: Final = 0.5
+#: Where integrations are created and edited.
+PORTAL: Final = "https://developer.webex.com/my-apps"
+_MAX_BACKOFF: Final = 8.0
+_MAX_SHOWN: Final = 200
+
+
+def printable(text: object, limit: int = _MAX_SHOWN) -> str:
+    """Outside text made safe for a message: control characters and runs of white space
+    become one space, and the length is capped at ``limit``."""
+    cleaned = " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
+
+
+def redirect_uri_mismatch_message(redirect_uri: str, detail: str | None = None) -> str:
+    """The explanation of ``redirect_uri_mismatch`` with both ways to fix it."""
+    return (
+        "Webex refused the redirect URI (redirect_uri_mismatch"
+        + (f": {printable(detail)}" if detail else "")
+        + f"): {redirect_uri} must match a redirect URI registered for the integration "
+        "exactly, including http/https, host, port and path; fix it either way: edit the "
+        f"integration at {PORTAL} and set its redirect URI to {redirect_uri}, or set "
+        "WEBEX_REDIRECT_URI to the redirect URI registered there (and restart)"
+    )
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date; None when
+    absent or unreadable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - (now if now is not None else time.time())
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestKind:
+    """What a request to Webex is, and so what may be done again after a failure.
+
+    Attributes:
+        name: what the request does, for messages (``"refresh"``, ``"code exchange"``).
+        endpoint: the endpoint it goes to, for messages (``"token endpoint"``).
+        grant: the OAuth grant it presents (``"refresh_token"``, ``"authorization_code"``),
+            or None; an ``invalid_grant`` answer is explained for that grant.
+        token_answer: True when a success is a token answer (``access_token``, ...).
+    """
+
+    name: str
+    endpoint: str
+    grant: str | None = None
+    token_answer: bool = True
+
+
+#: The refresh grant: a new access token for a refresh token.
+REFRESH: Final = RequestKind("refresh", "token endpoint", grant="refresh_token")
+#: The authorization-code grant: the code of a login (and its PKCE verifier) for a token.
+AUTHORIZATION_CODE: Final = RequestKind(
+    "code exchange", "token endpoint", grant="authorization_code"
+)
+#: ``GET /people/me``: who an access token belongs to.
+PEOPLE_ME: Final = RequestKind("people lookup", "people endpoint", token_answer=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """How long to wait for Webex and how often to try again.
+
+    Attributes:
+        timeout: seconds to wait for each answer.
+        max_retries: how many times a failure worth retrying is retried.
+        max_retry_after: the longest ``Retry-After`` waited for; a longer one ends the
+            retries at once.
+        backoff: seconds before the first retry without a ``Retry-After``; doubled for
+            each further retry, at most 8 seconds, with a little jitter.
+
+    Raises:
+        ConfigError: a number is out of range.
+    """
+
+    timeout: float = 10.0
+    max_retries: int = 3
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    backoff: float = DEFAULT_BACKOFF
+
+    def __post_init__(self) -> None:
+        if not self.timeout > 0:
+            raise ConfigError(f"timeout must be a positive number of seconds, not {self.timeout!r}")
+        if self.max_retries < 0:
+            raise ConfigError(f"max_retries must be 0 or more, not {self.max_retries!r}")
+        if not self.max_retry_after >= 0 or not self.backoff >= 0:
+            raise ConfigError("max_retry_after and backoff must be 0 or more seconds")
+
+    def backoff_before(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first)."""
+        wait: float = min(_MAX_BACKOFF, self.backoff * 2.0 ** (retry - 1))
+        return wait * (1 + random.random() / 4)  # noqa: S311 - jitter, not a secret
+
+
+class _Answered(Exception):
+    """Carries an answer out of Authlib before Authlib parses it."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def hand_over(response: requests.Response) -> NoReturn:
+    """Authlib compliance hook: hand the token endpoint's answer to :class:`TokenEndpoint`.
+
+    Register it for ``access_token_response`` and ``refresh_token_response`` on the
+    ``OAuth2Session`` whose requests :meth:`TokenEndpoint.call` sends: the answer then
+    reaches the library's checks before Authlib parses anything.
+    """
+    raise _Answered(response)
+
+
+class _Retry(Exception):
+    """An answer worth another attempt (429 or 5xx)."""
+
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class TokenEndpoint:
+    """Sends requests to Webex's OAuth endpoints and judges their answers.
+
+    Args:
+        base_url: the Webex API base, for messages.
+        policy: timeouts and retries.
+        sleep: waits between attempts (for tests).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        policy: RetryPolicy,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url
+        self.policy = policy
+        self._sleep = sleep
+
+    def __repr__(self) -> str:
+        return f"TokenEndpoint({self.base_url!r})"
+
+    def call(
+        self,
+        kind: RequestKind,
+        send: Callable[[], requests.Response],
+        *,
+        url: str,
+        redirect_uri: str | None = None,
+    ) -> dict[str, Any]:
+        """Send a request of ``kind`` with ``send``, retrying as the policy allows.
+
+        Args:
+            kind: what the request is.
+            send: makes the request and returns its response (or raises through
+                :func:`hand_over`); it is called once per attempt.
+            url: the URL the request goes to, for messages.
+            redirect_uri: the redirect URI the request carries, named when Webex
+                refuses it.
+
+        Returns:
+            The JSON object Webex answered.
+
+        Raises:
+            TokenEndpointError: Webex refused the request, answered something unusable,
+                or kept failing.
+            RedirectURIMismatch: Webex refused the redirect URI.
+            ReauthorizationRequired: Webex refused a refresh token.
+            OAuthError: Webex refused an access token (``/people/me``).
+        """
+        attempts = self.policy.max_retries + 1
+        for attempt in range(1, attempts + 1):
+            wait = self.policy.backoff_before(attempt)
+            try:
+                try:
+                    response = send()
+                except _Answered as answered:
+                    response = answered.response
+                return self._judge(kind, response, url=url, redirect_uri=redirect_uri)
+            except _Retry as retry:
+                failure = self._retry_failure(kind, retry, attempt)
+                if retry.retry_after is not None:
+                    if retry.retry_after > self.policy.max_retry_after:
+                        raise TokenEndpointError(
+                            f"Webex asked to wait {retry.retry_after:g} seconds before trying "
+                            f"again (HTTP {retry.status}), more than the "
+                            f"{self.policy.max_retry_after:g} allowed; try again later",
+                            status=retry.status,
+                        ) from None
+                    wait = retry.retry_after
+            except requests.Timeout:
+                failure = TokenEndpointError(
+                    f"the Webex {kind.endpoint} at {self.base_url} did not answer within "
+                    f"{self.policy.timeout:g} seconds ({attempt} attempt(s)); check the "
+                    "network and WEBEX_BASE_URL, or try again later",
+                    delivered=None,
+                )
+            except requests.ConnectionError as exc:
+                failure = TokenEndpointError(
+                    f"cannot connect to the Webex {kind.endpoint} at {self.base_url} "
+                    f"({type(exc).__name__}, {attempt} attempt(s)); check the network "
+                    "and WEBEX_BASE_URL",
+                    delivered=False,
+                )
+            except requests.RequestException as exc:
+                raise TokenEndpointError(
+                    f"the request to the Webex {kind.endpoint} at {self.base_url} failed "
+                    f"({type(exc).__name__}); check WEBEX_BASE_URL",
+                    delivered=None,
+                ) from None
+            if attempt == attempts:
+                raise failure
+            log.info("%s; retrying in %.2f s", failure, wait)
+            self._sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- one answer -------------------------------------------------------------------
+
+    def _judge(
+        self,
+        kind: RequestKind,
+        response: requests.Response,
+        *,
+        url: str,
+        redirect_uri: str | None,
+    ) -> dict[str, Any]:
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise _Retry(status, retry_after_seconds(response.headers.get("Retry-After")))
+        if kind is PEOPLE_ME and status in (401, 403):
+            raise OAuthError(
+                f"Webex refused the access token at {url} (HTTP {status}); the token may be "
+                "expired or lack the spark:people_read scope: refresh it, or log in again"
+            )
+        content_type = response.headers.get("Content-Type", "none")
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            # Never echo the body: a proxy's page might quote the request back.
+            raise TokenEndpointError(
+                f"the Webex {kind.endpoint} {url} answered HTTP {status} with "
+                f"{printable(content_type)} that is not a JSON object; check WEBEX_BASE_URL "
+                "(it should be https://webexapis.com/v1) and any proxy in between",
+                status=status,
+            )
+        if kind.token_answer and (status >= 400 or body.get("error") is not None):
+            raise self._error_for(kind, status, body, redirect_uri)
+        return body
+
+    def _error_for(
+        self,
+        kind: RequestKind,
+        status: int,
+        body: Mapping[str, Any],
+        redirect_uri: str | None,
+    ) -> OAuthError:
+        error = printable(body.get("error") or "") or None
+        description = printable(body.get("error_description") or body.get("message") or "") or None
+        reported = f"{error}: {description}" if error and description else error or description
+        said = f" ({reported}, HTTP {status})" if reported else f" (HTTP {status})"
+        if error == "invalid_client":
+            return TokenEndpointError(
+                f"Webex rejected the integration's credentials{said}; check WEBEX_CLIENT_ID "
+                f"and WEBEX_CLIENT_SECRET against the integration at {PORTAL}",
+                status=status,
+                error=error,
+                description=description,
+            )
+        if error == "redirect_uri_mismatch" or (
+            error == "invalid_request" and description and "redirect" in description.lower()
+        ):
+            return RedirectURIMismatch(
+                redirect_uri_mismatch_message(redirect_uri or "the redirect URI", said)
+            )
+        if error == "invalid_grant" and kind.grant == "refresh_token":
+            return ReauthorizationRequired(
+                f"invalid_grant: the refresh token is expired or revoked{said}"
+            )
+        if error == "invalid_grant" and kind.grant == "authorization_code":
+            return TokenEndpointError(
+                f"Webex refused the authorization code{said}: the authorization code expired "
+                "or was already used: codes last a minute or two; run the login again",
+                status=status,
+                error=error,
+                description=description,
+            )
+        return TokenEndpointError(
+            f"the Webex {kind.endpoint} refused the request{said}; check the integration's "
+            f"settings at {PORTAL} and run the login again",
+            status=status,
+            error=error,
+            description=description,
+        )
+
+    def _retry_failure(self, kind: RequestKind, retry: _Retry, attempt: int) -> TokenEndpointError:
+        if retry.status == 429:
+            return TokenEndpointError(
+                f"Webex kept answering 429 Too Many Requests at the {kind.endpoint} "
+                f"({attempt} attempt(s)); wait a minute and try again",
+                status=429,
+                error="rate_limited",
+            )
+        return TokenEndpointError(
+            f"the Webex {kind.endpoint} kept failing with HTTP {retry.status} ({attempt} "
+            "attempt(s)); Webex may be having trouble: try again later",
+            status=retry.status,
+            delivered=None,
+        )
