@@ -32,6 +32,7 @@ from datetime import timezone
 from typing import Any, Final, NoReturn
 
 import requests
+from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 
 from .errors import (
     ConfigError,
@@ -112,28 +113,60 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 class RequestKind:
     """What a request to Webex is, and so what may be done again after a failure.
 
+    A request that presents a single-use credential (a refresh token that Webex may
+    rotate, an authorization code, a device code once approved) is sent again only
+    when Webex provably did not act on it: the connection could not be made, or a 429
+    or 503 came with ``Retry-After``. After a timeout, a connection dropped once the
+    request was sent, or another server error, nobody can tell whether Webex used the
+    credential, so the request is not repeated: the error says so
+    (:attr:`~webex_tokens.errors.TokenEndpointError.delivered` is None) and
+    :attr:`if_unknown` says what happens next.
+
     Attributes:
         name: what the request does, for messages (``"refresh"``, ``"code exchange"``).
         endpoint: the endpoint it goes to, for messages (``"token endpoint"``).
         grant: the OAuth grant it presents (``"refresh_token"``, ``"authorization_code"``),
             or None; an ``invalid_grant`` answer is explained for that grant.
         token_answer: True when a success is a token answer (``access_token``, ...).
+        resend_when_unknown: whether the same request may be sent again when nobody
+            can tell if Webex acted on it (True for idempotent requests only).
+        if_unknown: for a request that is not sent again: the sentence saying what
+            Webex may have done and what happens next.
     """
 
     name: str
     endpoint: str
     grant: str | None = None
     token_answer: bool = True
+    resend_when_unknown: bool = False
+    if_unknown: str = "Webex may have carried it out, so it was not sent again"
 
 
-#: The refresh grant: a new access token for a refresh token.
-REFRESH: Final = RequestKind("refresh", "token endpoint", grant="refresh_token")
+#: The refresh grant: a new access token for a refresh token (single use under rotation).
+REFRESH: Final = RequestKind(
+    "refresh",
+    "token endpoint",
+    grant="refresh_token",
+    if_unknown=(
+        "Webex may have used the refresh token, so it was not sent again: the stored token "
+        "is kept and the next refresh tries it once more (should Webex have replaced it, "
+        "that refresh is refused and the account must log in again)"
+    ),
+)
 #: The authorization-code grant: the code of a login (and its PKCE verifier) for a token.
 AUTHORIZATION_CODE: Final = RequestKind(
-    "code exchange", "token endpoint", grant="authorization_code"
+    "code exchange",
+    "token endpoint",
+    grant="authorization_code",
+    if_unknown=(
+        "Webex may have used the authorization code, which works only once, so it was "
+        "not sent again: run the login again"
+    ),
 )
-#: ``GET /people/me``: who an access token belongs to.
-PEOPLE_ME: Final = RequestKind("people lookup", "people endpoint", token_answer=False)
+#: ``GET /people/me``: who an access token belongs to (idempotent: always retried).
+PEOPLE_ME: Final = RequestKind(
+    "people lookup", "people endpoint", token_answer=False, resend_when_unknown=True
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,6 +231,61 @@ class _Retry(Exception):
         self.retry_after = retry_after
 
 
+@dataclasses.dataclass(frozen=True)
+class _Failure:
+    """One failed attempt: the error to raise, and whether the request may go again."""
+
+    error: TokenEndpointError
+    resend: bool
+    wait: float | None = None  # what Webex asked for; None: the policy's backoff
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps (requests wraps urllib3, which wraps the socket error)."""
+    seen: list[BaseException] = []
+    pending: list[object] = [exc]
+    while pending and len(seen) < 10:
+        current = pending.pop(0)
+        if not isinstance(current, BaseException) or current in seen:
+            continue
+        seen.append(current)
+        pending += [current.__cause__, current.__context__, *current.args]
+        pending.append(getattr(current, "reason", None))
+    return seen
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    """True when the request provably never reached the server: the connection (or the
+    proxy's tunnel) could not be made, or the request could not even be built."""
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.ProxyError):
+        return True
+    if isinstance(
+        exc,
+        requests.exceptions.InvalidURL
+        | requests.exceptions.InvalidSchema
+        | requests.exceptions.MissingSchema
+        | requests.exceptions.InvalidHeader,
+    ):
+        return True
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False  # a handshake failure looks the same as one in mid-answer
+    if isinstance(exc, requests.ConnectionError):
+        return any(isinstance(cause, NewConnectionError) for cause in _causes(exc))
+    return False
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return any(isinstance(cause, ReadTimeoutError | TimeoutError) for cause in _causes(exc))
+
+
+def _cause_name(exc: BaseException) -> str:
+    """The name of the socket-level error under ``exc``, for a message (never its text)."""
+    for cause in _causes(exc)[1:]:
+        if not type(cause).__module__.startswith(("requests", "urllib3")):
+            return type(cause).__name__
+    return type(exc).__name__
+
+
 class TokenEndpoint:
     """Sends requests to Webex's OAuth endpoints and judges their answers.
 
@@ -251,7 +339,6 @@ class TokenEndpoint:
         """
         attempts = self.policy.max_retries + 1
         for attempt in range(1, attempts + 1):
-            wait = self.policy.backoff_before(attempt)
             try:
                 try:
                     response = send()
@@ -259,41 +346,93 @@ class TokenEndpoint:
                     response = answered.response
                 return self._judge(kind, response, url=url, redirect_uri=redirect_uri)
             except _Retry as retry:
-                failure = self._retry_failure(kind, retry, attempt)
-                if retry.retry_after is not None:
-                    if retry.retry_after > self.policy.max_retry_after:
-                        raise TokenEndpointError(
-                            f"Webex asked to wait {retry.retry_after:g} seconds before trying "
-                            f"again (HTTP {retry.status}), more than the "
-                            f"{self.policy.max_retry_after:g} allowed; try again later",
-                            status=retry.status,
-                        ) from None
-                    wait = retry.retry_after
-            except requests.Timeout:
-                failure = TokenEndpointError(
-                    f"the Webex {kind.endpoint} at {self.base_url} did not answer within "
-                    f"{self.policy.timeout:g} seconds ({attempt} attempt(s)); check the "
-                    "network and WEBEX_BASE_URL, or try again later",
-                    delivered=None,
-                )
-            except requests.ConnectionError as exc:
-                failure = TokenEndpointError(
-                    f"cannot connect to the Webex {kind.endpoint} at {self.base_url} "
-                    f"({type(exc).__name__}, {attempt} attempt(s)); check the network "
-                    "and WEBEX_BASE_URL",
-                    delivered=False,
-                )
+                failure = self._answer_failure(kind, retry, attempt)
             except requests.RequestException as exc:
-                raise TokenEndpointError(
-                    f"the request to the Webex {kind.endpoint} at {self.base_url} failed "
-                    f"({type(exc).__name__}); check WEBEX_BASE_URL",
-                    delivered=None,
-                ) from None
-            if attempt == attempts:
-                raise failure
-            log.info("%s; retrying in %.2f s", failure, wait)
+                failure = self._transport_failure(kind, exc, attempt)
+            if not failure.resend or attempt == attempts:
+                raise failure.error
+            wait = failure.wait if failure.wait is not None else self.policy.backoff_before(attempt)
+            log.info("%s; retrying in %.2f s", failure.error, wait)
             self._sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _transport_failure(
+        self, kind: RequestKind, exc: requests.RequestException, attempt: int
+    ) -> _Failure:
+        """No answer: the request provably never left, or nobody can tell."""
+        where = f"the Webex {kind.endpoint} at {self.base_url}"
+        if _never_sent(exc):
+            return _Failure(
+                TokenEndpointError(
+                    f"cannot connect to {where} ({type(exc).__name__}, {attempt} attempt(s)); "
+                    "check the network and WEBEX_BASE_URL",
+                    delivered=False,
+                ),
+                resend=isinstance(exc, requests.ConnectionError),
+            )
+        if isinstance(exc, requests.Timeout) or _timed_out(exc):
+            what = f"{where} did not answer within {self.policy.timeout:g} seconds"
+        else:
+            what = f"the connection to {where} broke before the answer came ({_cause_name(exc)})"
+        if kind.resend_when_unknown:
+            return _Failure(
+                TokenEndpointError(
+                    f"{what} ({attempt} attempt(s)); check the network and WEBEX_BASE_URL, "
+                    "or try again later",
+                    delivered=None,
+                ),
+                resend=True,
+            )
+        return _Failure(
+            TokenEndpointError(f"{what}, and {kind.if_unknown}", delivered=None), resend=False
+        )
+
+    def _answer_failure(self, kind: RequestKind, retry: _Retry, attempt: int) -> _Failure:
+        """A 429 or 5xx answer: retried when Webex says it did not act (Retry-After), or
+        when the request may be repeated anyway."""
+        status = retry.status
+        not_processed = retry.retry_after is not None and status in (429, 503)
+        if not_processed:
+            assert retry.retry_after is not None
+            if retry.retry_after > self.policy.max_retry_after:
+                error = TokenEndpointError(
+                    f"Webex asked to wait {retry.retry_after:g} seconds before trying again "
+                    f"(HTTP {status}), more than the {self.policy.max_retry_after:g} allowed; "
+                    "try again later",
+                    status=status,
+                )
+                return _Failure(error, resend=False)
+        if status == 429 and (not_processed or kind.resend_when_unknown):
+            error = TokenEndpointError(
+                f"Webex kept answering 429 Too Many Requests at the {kind.endpoint} "
+                f"({attempt} attempt(s)); wait a minute and try again",
+                status=429,
+                error="rate_limited",
+            )
+            return _Failure(error, resend=True, wait=retry.retry_after)
+        if status == 429:
+            error = TokenEndpointError(
+                f"Webex answered the {kind.name} with 429 Too Many Requests without saying "
+                "when to try again, so it was not sent again; wait a minute and try again",
+                status=429,
+                error="rate_limited",
+            )
+            return _Failure(error, resend=False)
+        if not_processed or kind.resend_when_unknown:
+            error = TokenEndpointError(
+                f"the Webex {kind.endpoint} kept failing with HTTP {status} ({attempt} "
+                "attempt(s)); Webex may be having trouble: try again later",
+                status=status,
+                delivered=True if not_processed else None,
+            )
+            return _Failure(error, resend=True, wait=retry.retry_after)
+        error = TokenEndpointError(
+            f"the Webex {kind.endpoint} failed with HTTP {status} at the {kind.name}, and "
+            f"{kind.if_unknown}",
+            status=status,
+            delivered=None,
+        )
+        return _Failure(error, resend=False)
 
     # -- one answer -------------------------------------------------------------------
 
@@ -373,19 +512,4 @@ class TokenEndpoint:
             status=status,
             error=error,
             description=description,
-        )
-
-    def _retry_failure(self, kind: RequestKind, retry: _Retry, attempt: int) -> TokenEndpointError:
-        if retry.status == 429:
-            return TokenEndpointError(
-                f"Webex kept answering 429 Too Many Requests at the {kind.endpoint} "
-                f"({attempt} attempt(s)); wait a minute and try again",
-                status=429,
-                error="rate_limited",
-            )
-        return TokenEndpointError(
-            f"the Webex {kind.endpoint} kept failing with HTTP {retry.status} ({attempt} "
-            "attempt(s)); Webex may be having trouble: try again later",
-            status=retry.status,
-            delivered=None,
         )

@@ -1,0 +1,191 @@
+"""The token-endpoint boundary (webex_tokens.token_endpoint) over real HTTP: which
+failure is retried for which request, and what each answer becomes.
+
+FakeWebex plays Webex (refresh-token rotation with reuse detection, injected failures,
+delays); ScriptedServer plays what FakeWebex cannot: a connection dropped after the
+request, a people endpoint that fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from scripted_http import DROP, ScriptedServer, answer
+
+from webex_tokens.callback import parse_callback_url
+from webex_tokens.errors import TokenEndpointError
+from webex_tokens.oauth import WebexOAuth
+from webex_tokens.testing.fake_webex import FakeWebex
+from webex_tokens.token import Token
+
+PERSON = json.dumps({"emails": ["bob@example.com"], "displayName": "Bob"}).encode()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def client(base_url: str, **options: float) -> WebexOAuth:
+    settings: dict[str, float] = {"timeout": 0.3, "max_retries": 3, "backoff": 0.01, **options}
+    return WebexOAuth("client-id", "client-secret-value", base_url=base_url, **settings)  # type: ignore[arg-type]
+
+
+def of(fake: FakeWebex, **options: float) -> WebexOAuth:
+    settings: dict[str, float] = {"timeout": 0.3, "max_retries": 3, "backoff": 0.01, **options}
+    return WebexOAuth(fake.client_id, fake.client_secret, base_url=fake.base_url, **settings)  # type: ignore[arg-type]
+
+
+def issued(fake: FakeWebex) -> Token:
+    month_ago = datetime.now(timezone.utc) - timedelta(days=30)
+    return Token.from_response(
+        fake.issue_token(), now=month_ago, client_id=fake.client_id, account=fake.user
+    )
+
+
+def settle(fake: FakeWebex, seconds: float) -> None:
+    """Let the emulator finish the requests the client gave up on."""
+    time.sleep(seconds)
+
+
+# -- a refresh token is never presented twice -----------------------------------------------
+
+
+def test_read_timeout_of_a_refresh_is_never_resent(fake_webex: FakeWebex) -> None:
+    fake_webex.rotate_refresh_tokens = True
+    token = issued(fake_webex)
+    fake_webex.delay = 0.6  # Webex answers, and rotates, after the client gave up
+    with pytest.raises(TokenEndpointError) as caught:
+        of(fake_webex).refresh(token)
+    settle(fake_webex, 0.6)
+    assert fake_webex.calls["refresh_token"] == 1  # presented once
+    assert fake_webex.revoked_families == 0
+    error = caught.value
+    assert error.delivered is None and error.status is None
+    message = str(error)
+    assert "did not answer within 0.3 seconds" in message
+    assert "may have used the refresh token" in message and "not sent again" in message
+    assert "log in again" in message  # what happens if it was used
+
+
+def test_connection_dropped_after_the_refresh_was_sent_is_never_resent() -> None:
+    with ScriptedServer(DROP) as server:
+        with pytest.raises(TokenEndpointError) as caught:
+            client(server.base_url).refresh(Token(access_token="a", refresh_token="r-1"))
+        assert len(server.seen) == 1
+    assert caught.value.delivered is None
+    assert "may have used the refresh token" in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_server_error_without_retry_after_is_not_resent_for_a_refresh(
+    fake_webex: FakeWebex, status: int
+) -> None:
+    fake_webex.fail_next(status, times=4)
+    with pytest.raises(TokenEndpointError) as caught:
+        of(fake_webex).refresh(issued(fake_webex))
+    assert fake_webex.calls["refresh_token"] == 1
+    assert caught.value.status == status and caught.value.delivered is None
+    assert f"HTTP {status}" in str(caught.value)
+    assert "may have used the refresh token" in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_says_it_was_not_processed_so_a_refresh_is_retried(
+    fake_webex: FakeWebex, status: int
+) -> None:
+    fake_webex.rotate_refresh_tokens = True
+    fake_webex.fail_next(status, retry_after=0.2, times=2)
+    started = time.monotonic()
+    fresh = of(fake_webex).refresh(issued(fake_webex))
+    assert time.monotonic() - started >= 0.4
+    assert fake_webex.calls["refresh_token"] == 3 and not fresh.is_expired()
+    assert fake_webex.revoked_families == 0
+
+
+def test_429_without_retry_after_is_not_resent_for_a_refresh(fake_webex: FakeWebex) -> None:
+    fake_webex.fail_next(429, times=4)
+    with pytest.raises(TokenEndpointError, match="429 Too Many Requests") as caught:
+        of(fake_webex).refresh(issued(fake_webex))
+    assert fake_webex.calls["refresh_token"] == 1
+    assert caught.value.status == 429 and caught.value.delivered is True
+
+
+def test_connect_errors_are_retried_until_webex_listens() -> None:
+    port = free_port()
+    fake = FakeWebex(port=port)  # not listening yet
+    token = Token.from_response(fake.issue_token(), client_id=fake.client_id, account="a")
+    oauth = WebexOAuth(
+        fake.client_id,
+        fake.client_secret,
+        base_url=f"http://127.0.0.1:{port}/v1",
+        timeout=2,
+        max_retries=8,
+        backoff=0.1,
+    )
+    starter = threading.Timer(0.3, fake.start)
+    starter.start()
+    try:
+        # The first attempts find nothing listening: provably not sent, so retried.
+        fresh = oauth.refresh(token)
+    finally:
+        starter.join()
+        fake.stop()
+    assert fresh.access_token != token.access_token
+    assert fake.calls["refresh_token"] == 1
+
+
+def test_nothing_listening_says_not_delivered() -> None:
+    oauth = client(f"http://127.0.0.1:{free_port()}/v1", max_retries=1)
+    with pytest.raises(TokenEndpointError, match="cannot connect") as caught:
+        oauth.refresh(Token(access_token="a", refresh_token="r"))
+    assert caught.value.delivered is False
+
+
+# -- an authorization code is sent once -----------------------------------------------------
+
+
+def test_read_timeout_of_a_code_exchange_is_never_resent(fake_webex: FakeWebex) -> None:
+    oauth = of(fake_webex)
+    request = oauth.authorization_request()
+    code = parse_callback_url(fake_webex.approve(request.url), request.state).code
+    fake_webex.delay = 0.6
+    with pytest.raises(TokenEndpointError) as caught:
+        oauth.exchange_code(code, request, account="a")
+    settle(fake_webex, 0.6)
+    assert fake_webex.calls["authorization_code"] == 1
+    assert caught.value.delivered is None
+    assert "may have used the authorization code" in str(caught.value)
+    assert "run the login again" in str(caught.value)
+    assert code not in str(caught.value)
+
+
+def test_server_error_of_a_code_exchange_is_not_resent(fake_webex: FakeWebex) -> None:
+    oauth = of(fake_webex)
+    request = oauth.authorization_request()
+    code = parse_callback_url(fake_webex.approve(request.url), request.state).code
+    fake_webex.fail_next(500)
+    with pytest.raises(TokenEndpointError, match="HTTP 500") as caught:
+        oauth.exchange_code(code, request, account="a")
+    assert fake_webex.calls["authorization_code"] == 1 and caught.value.delivered is None
+
+
+# -- GET /people/me is idempotent: retried -------------------------------------------------
+
+
+def test_people_lookup_retries_server_errors_timeouts_and_drops() -> None:
+    steps = [answer(500), DROP, answer(200, PERSON)]
+    with ScriptedServer(*steps) as server:
+        assert client(server.base_url).whoami(Token(access_token="a")) == "bob@example.com"
+        assert len(server.seen) == 3
+    slow = dataclasses.replace(answer(200, PERSON), delay=0.6)
+    with ScriptedServer(slow, answer(200, PERSON)) as server:
+        assert client(server.base_url).whoami(Token(access_token="a")) == "bob@example.com"
+        assert len(server.seen) == 2
