@@ -9,6 +9,7 @@ request, a people endpoint that fails.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import socket
 import threading
@@ -16,10 +17,10 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from scripted_http import DROP, ScriptedServer, answer
+from scripted_http import DROP, ScriptedServer, Step, answer
 
 from webex_tokens.callback import parse_callback_url
-from webex_tokens.errors import TokenEndpointError
+from webex_tokens.errors import OAuthError, TokenEndpointError
 from webex_tokens.oauth import WebexOAuth
 from webex_tokens.testing.fake_webex import FakeWebex
 from webex_tokens.token import Token
@@ -189,3 +190,155 @@ def test_people_lookup_retries_server_errors_timeouts_and_drops() -> None:
     with ScriptedServer(slow, answer(200, PERSON)) as server:
         assert client(server.base_url).whoami(Token(access_token="a")) == "bob@example.com"
         assert len(server.seen) == 2
+
+
+# -- no secret the library sent comes back in a message -------------------------------------
+
+#: Secrets with characters that URL-encoding, JSON and HTML change.
+REFRESH_TOKEN = 'Rt/9+zQ=x~Kp4&Lm8%Vn2"Wq7<Ys3' + "a" * 20
+CLIENT_SECRET = "Cs!5 ab/cd+ef=gh&ij~kl%mn" + "b" * 20
+CODE = "Co+de/Xy=Zw~Ab&Cd" + "c" * 20
+
+
+def windows(secret: str, size: int = 8) -> set[str]:
+    """Every run of ``size`` characters of ``secret``, raw and URL-encoded."""
+    from urllib.parse import quote, quote_plus
+
+    found: set[str] = set()
+    for form in {secret, quote(secret, safe=""), quote_plus(secret, safe=""), json.dumps(secret)}:
+        found |= {form[i : i + size] for i in range(len(form) - size + 1)}
+    return found
+
+
+def assert_no_secret(texts: list[str], secrets: list[str]) -> None:
+    for secret in secrets:
+        for text in texts:
+            leaked = [w for w in windows(secret) if w in text]
+            assert not leaked, f"{leaked[:3]} of a secret in {text!r}"
+
+
+def echo_form(body: bytes) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(body.decode()))
+
+
+ECHOES = {
+    # The proxy quotes the raw form body: secrets URL-encoded.
+    "raw-body": lambda body: {
+        "error": "invalid_request",
+        "error_description": "could not parse " + body.decode(),
+    },
+    # It quotes the parsed request as JSON: secrets JSON-escaped, inside a JSON string.
+    "json-of-request": lambda body: {
+        "error": "invalid_request",
+        "error_description": "request: " + json.dumps(echo_form(body)).replace("/", "\\/"),
+    },
+    # It quotes the start of each value only.
+    "partial": lambda body: {
+        "error": "invalid_request",
+        "error_description": "; ".join(f"{k}={v[:12]}..." for k, v in echo_form(body).items()),
+    },
+    # Webex's own error shape, with the values decoded.
+    "message": lambda body: {"message": "Bad request " + str(echo_form(body)), "errors": []},
+    # The error code itself is an echo.
+    "error-code": lambda body: {
+        "error": echo_form(body).get("refresh_token", "") or echo_form(body).get("code", "")
+    },
+    "invalid-client": lambda body: {
+        "error": "invalid_client",
+        "error_description": "wrong secret " + echo_form(body)["client_secret"],
+    },
+    "invalid-grant": lambda body: {
+        "error": "invalid_grant",
+        "error_description": "bad grant " + body.decode(),
+    },
+    "redirect-mismatch": lambda body: {
+        "error": "redirect_uri_mismatch",
+        "error_description": "redirect_uri not registered for " + body.decode(),
+    },
+}
+
+
+@pytest.mark.parametrize("grant", ["refresh", "code"])
+@pytest.mark.parametrize("echo", sorted(ECHOES))
+def test_echoed_request_secrets_never_reach_a_message_or_a_log(
+    echo: str, grant: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    make = ECHOES[echo]
+    step = answer(400, lambda body: json.dumps(make(body)).encode())
+    with ScriptedServer(step) as server:
+        oauth = WebexOAuth(
+            "client-id", CLIENT_SECRET, base_url=server.base_url, timeout=2, max_retries=0
+        )
+        secrets = [CLIENT_SECRET]
+        if grant == "refresh":
+            secrets.append(REFRESH_TOKEN)
+            token = Token(access_token="a", refresh_token=REFRESH_TOKEN)
+            call = functools.partial(oauth.refresh, token)
+        else:
+            request = oauth.authorization_request()
+            secrets += [CODE, request.code_verifier]
+            call = functools.partial(oauth.exchange_code, CODE, request, account="a")
+        with pytest.raises(OAuthError) as caught:
+            call()
+        [sent] = server.seen
+    for secret in secrets:  # the request really carried them
+        assert any(w in sent.body.decode() for w in windows(secret))
+    error = caught.value
+    texts = [str(error), repr(error), caplog.text]
+    if isinstance(error, TokenEndpointError):
+        texts += [error.description or "", error.error or ""]
+    assert_no_secret(texts, secrets)
+
+
+def test_secret_in_a_non_json_answer_and_its_content_type_is_not_shown() -> None:
+    page = f"<html>refresh_token={REFRESH_TOKEN}</html>".encode()
+    step = Step(400, page, (("Content-Type", f"text/html; echo={REFRESH_TOKEN}"),))
+    token = Token(access_token="a", refresh_token=REFRESH_TOKEN)
+    with (
+        ScriptedServer(step) as server,
+        pytest.raises(TokenEndpointError, match="not a JSON object") as caught,
+    ):
+        client(server.base_url).refresh(token)
+    assert_no_secret([str(caught.value), repr(caught.value)], [REFRESH_TOKEN])
+    assert "text/html" in str(caught.value)
+
+
+def test_the_error_keeps_what_webex_said_that_is_not_a_secret() -> None:
+    body = {
+        "error": "invalid_request",
+        "error_description": f"refresh_token {REFRESH_TOKEN} is odd",
+    }
+    token = Token(access_token="a", refresh_token=REFRESH_TOKEN)
+    with (
+        ScriptedServer(answer(400, json.dumps(body).encode())) as server,
+        pytest.raises(TokenEndpointError) as caught,
+    ):
+        client(server.base_url).refresh(token)
+    assert caught.value.error == "invalid_request"
+    assert caught.value.description == "refresh_token [redacted] is odd"
+    assert "refresh_token [redacted] is odd" in str(caught.value)
+
+
+def test_browser_message_is_generic_and_holds_nothing_from_webex() -> None:
+    from webex_tokens.callback import browser_message
+    from webex_tokens.errors import AuthorizationDenied, RedirectURIMismatch
+
+    said = "<script>" + REFRESH_TOKEN
+    cases = [
+        (RedirectURIMismatch(said), "not set up for this address"),
+        (TokenEndpointError(said, error="invalid_grant"), "expired or was already used"),
+        (TokenEndpointError(said, error="invalid_client"), "misconfigured"),
+        (TokenEndpointError(said, delivered=None), "in time"),
+        (TokenEndpointError(said, status=400, error="invalid_request"), "could not complete"),
+        (AuthorizationDenied(said), "not granted"),
+        (OAuthError(said), "could not complete"),
+    ]
+    for error, expected in cases:
+        text = browser_message(error)
+        assert expected in text and "<" not in text
+        assert_no_secret([text], [REFRESH_TOKEN])

@@ -27,7 +27,13 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from .errors import AuthorizationDenied, CallbackError, OAuthError
+from .errors import (
+    AuthorizationDenied,
+    CallbackError,
+    OAuthError,
+    RedirectURIMismatch,
+    TokenEndpointError,
+)
 from .token import fingerprint
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "CallbackOutcome",
     "CallbackResult",
     "CallbackServer",
+    "browser_message",
     "handle_callback_query",
     "is_loopback_redirect_uri",
     "parse_callback_url",
@@ -119,6 +126,34 @@ def render_page(title: str, message: str) -> bytes:
         "max-width:36em;line-height:1.5}</style></head>"
         f"<body><h1>{title}</h1><p>{message}</p></body></html>"
     ).encode()
+
+
+def browser_message(error: OAuthError) -> str:
+    """What a browser is told when a sign-in failed after its callback: one generic
+    sentence chosen by the kind of failure, with no text from Webex and no detail an
+    attacker could use; the full message of ``error`` belongs in the server's log.
+
+    For a web route that exchanges the code itself (the FastAPI and Flask login
+    routes): render it with :func:`render_page` and log ``error``.
+    """
+    if isinstance(error, RedirectURIMismatch):
+        return (
+            "This site's Webex sign-in is not set up for this address; "
+            "tell the site's administrator."
+        )
+    if isinstance(error, TokenEndpointError):
+        if error.error == "invalid_grant":
+            return "This sign-in expired or was already used. Start the sign-in again."
+        if error.error == "invalid_client":
+            return "This site's Webex sign-in is misconfigured; tell the site's administrator."
+        if error.delivered is not True:
+            return "Webex did not complete the sign-in in time. Start the sign-in again."
+    if isinstance(error, AuthorizationDenied):
+        return "Access was not granted. You can close this tab."
+    return (
+        "Webex could not complete the sign-in. Start the sign-in again; if it keeps "
+        "failing, tell the site's administrator."
+    )
 
 
 def _printable(text: str) -> str:

@@ -190,7 +190,7 @@ class WebexOAuth:
         self.max_retries = policy.max_retries
         self.max_retry_after = policy.max_retry_after
         self.backoff = policy.backoff
-        self._endpoint = TokenEndpoint(self.base_url, policy)
+        self._endpoint = TokenEndpoint(self.base_url, policy, secrets=(self._client_secret,))
         self._local = threading.local()
         self._issued_redirect_uris = {redirect_uri}
 

@@ -22,14 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
+import html
 import json
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timezone
 from typing import Any, Final, NoReturn
+from urllib.parse import parse_qsl, quote, quote_plus
 
 import requests
 from urllib3.exceptions import NewConnectionError, ReadTimeoutError
@@ -51,6 +53,7 @@ __all__ = [
     "REFRESH",
     "RequestKind",
     "RetryPolicy",
+    "Scrubber",
     "TokenEndpoint",
     "hand_over",
     "printable",
@@ -107,6 +110,115 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
+
+#: The shortest run of a secret's characters that counts as (part of) the secret.
+_PARTIAL: Final = 8
+_REDACTED: Final = "[redacted]"
+#: Fields of a request body that are not secret (everything else in a body is).
+_PUBLIC_FIELDS: Final = frozenset(
+    {"grant_type", "client_id", "clientId", "redirect_uri", "scope", "targetOrgId"}
+)
+_ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _encodings(secret: str) -> set[str]:
+    """The forms in which a secret comes back when a server or a proxy quotes a request:
+    as sent in a form body, URL-decoded, JSON-escaped, HTML-escaped, encoded twice."""
+    escaped = json.dumps(secret)[1:-1]
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote_plus(secret, safe=""),
+        quote(secret),
+        quote(quote(secret, safe=""), safe=""),
+        escaped,
+        escaped.replace("/", "\\/"),
+        html.escape(secret),
+    }
+    return {form.translate(_ASCII_LOWER) for form in forms}
+
+
+class Scrubber:
+    """Removes every secret of one request from the text of its answer.
+
+    Any run of at least 8 characters of a secret, in any of the forms a quoting server
+    or proxy produces (raw, URL-encoded, JSON- or HTML-escaped, in any letter case),
+    becomes ``[redacted]``; so does a whole shorter secret. Applied to every text that
+    came back (``error``, ``error_description``, ``message``, headers) before the text
+    is used anywhere.
+
+    Args:
+        secrets: what the request carried that must not be shown.
+    """
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        forms = {form for secret in secrets if len(secret) >= 4 for form in _encodings(secret)}
+        self._whole = sorted((f for f in forms if len(f) < _PARTIAL), key=len, reverse=True)
+        self._runs = {
+            form[i : i + _PARTIAL] for form in forms for i in range(len(form) - _PARTIAL + 1)
+        }
+
+    @classmethod
+    def for_request(
+        cls, request: requests.PreparedRequest | None, known: Iterable[str] = ()
+    ) -> Scrubber:
+        """The scrubber of the secrets ``request`` carried (its body's values but the
+        public fields, its ``Authorization`` credentials) and of ``known`` ones."""
+        secrets = list(known)
+        if request is not None:
+            secrets += _request_secrets(request)
+        return cls(secrets)
+
+    def __call__(self, text: str) -> str:
+        if not text or not (self._runs or self._whole):
+            return text
+        lowered = text.translate(_ASCII_LOWER)
+        hit = bytearray(len(text))
+        for form in self._whole:
+            start = lowered.find(form)
+            while start >= 0:
+                hit[start : start + len(form)] = b"\x01" * len(form)
+                start = lowered.find(form, start + 1)
+        if self._runs:
+            for i in range(len(lowered) - _PARTIAL + 1):
+                if lowered[i : i + _PARTIAL] in self._runs:
+                    hit[i : i + _PARTIAL] = b"\x01" * _PARTIAL
+        if not any(hit):
+            return text
+        pieces: list[str] = []
+        for i, char in enumerate(text):
+            if not hit[i]:
+                pieces.append(char)
+            elif i == 0 or not hit[i - 1]:
+                pieces.append(_REDACTED)
+        return "".join(pieces)
+
+    def reveals(self, text: str) -> bool:
+        """True when ``text`` holds (part of) a secret."""
+        return self(text) != text
+
+
+def _request_secrets(request: requests.PreparedRequest) -> list[str]:
+    found: list[str] = []
+    authorization = request.headers.get("Authorization")
+    if authorization:
+        found += [authorization, authorization.partition(" ")[2]]
+    body = request.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if not body:
+        return found
+    try:
+        document = json.loads(body)
+    except ValueError:
+        document = None
+    if isinstance(document, dict):
+        pairs = [(str(k), v) for k, v in document.items() if isinstance(v, str)]
+    else:
+        pairs = parse_qsl(body, keep_blank_values=True)
+    found += [value for name, value in pairs if name not in _PUBLIC_FIELDS and value]
+    return found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,6 +352,14 @@ class _Failure:
     wait: float | None = None  # what Webex asked for; None: the policy's backoff
 
 
+def _said(value: object, scrub: Scrubber, limit: int = _MAX_SHOWN) -> str | None:
+    """What Webex said in one field, made safe for a message: text only, every secret of
+    the request scrubbed out, then made printable and capped."""
+    if not isinstance(value, str) or not value:
+        return None
+    return printable(scrub(printable(value, limit=len(value) + 1)), limit) or None
+
+
 def _causes(exc: BaseException) -> list[BaseException]:
     """``exc`` and what it wraps (requests wraps urllib3, which wraps the socket error)."""
     seen: list[BaseException] = []
@@ -289,9 +409,15 @@ def _cause_name(exc: BaseException) -> str:
 class TokenEndpoint:
     """Sends requests to Webex's OAuth endpoints and judges their answers.
 
+    Every text of an answer is passed through a :class:`Scrubber` of the secrets its
+    request carried (and of ``secrets``) before it is used in a message, an attribute
+    or a log line.
+
     Args:
         base_url: the Webex API base, for messages.
         policy: timeouts and retries.
+        secrets: secrets that must never be shown, whatever the request (the client
+            secret).
         sleep: waits between attempts (for tests).
     """
 
@@ -300,10 +426,12 @@ class TokenEndpoint:
         base_url: str,
         policy: RetryPolicy,
         *,
+        secrets: Iterable[str] = (),
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base_url = base_url
         self.policy = policy
+        self._secrets = tuple(secrets)
         self._sleep = sleep
 
     def __repr__(self) -> str:
@@ -344,7 +472,8 @@ class TokenEndpoint:
                     response = send()
                 except _Answered as answered:
                     response = answered.response
-                return self._judge(kind, response, url=url, redirect_uri=redirect_uri)
+                scrub = Scrubber.for_request(response.request, self._secrets)
+                return self._judge(kind, response, scrub, url=url, redirect_uri=redirect_uri)
             except _Retry as retry:
                 failure = self._answer_failure(kind, retry, attempt)
             except requests.RequestException as exc:
@@ -440,6 +569,7 @@ class TokenEndpoint:
         self,
         kind: RequestKind,
         response: requests.Response,
+        scrub: Scrubber,
         *,
         url: str,
         redirect_uri: str | None,
@@ -452,7 +582,7 @@ class TokenEndpoint:
                 f"Webex refused the access token at {url} (HTTP {status}); the token may be "
                 "expired or lack the spark:people_read scope: refresh it, or log in again"
             )
-        content_type = response.headers.get("Content-Type", "none")
+        content_type = printable(scrub(response.headers.get("Content-Type", "none")), 60)
         try:
             body = json.loads(response.content)
         except ValueError:
@@ -461,12 +591,12 @@ class TokenEndpoint:
             # Never echo the body: a proxy's page might quote the request back.
             raise TokenEndpointError(
                 f"the Webex {kind.endpoint} {url} answered HTTP {status} with "
-                f"{printable(content_type)} that is not a JSON object; check WEBEX_BASE_URL "
+                f"{content_type} that is not a JSON object; check WEBEX_BASE_URL "
                 "(it should be https://webexapis.com/v1) and any proxy in between",
                 status=status,
             )
         if kind.token_answer and (status >= 400 or body.get("error") is not None):
-            raise self._error_for(kind, status, body, redirect_uri)
+            raise self._error_for(kind, status, body, scrub, redirect_uri)
         return body
 
     def _error_for(
@@ -474,10 +604,11 @@ class TokenEndpoint:
         kind: RequestKind,
         status: int,
         body: Mapping[str, Any],
+        scrub: Scrubber,
         redirect_uri: str | None,
     ) -> OAuthError:
-        error = printable(body.get("error") or "") or None
-        description = printable(body.get("error_description") or body.get("message") or "") or None
+        error = _said(body.get("error"), scrub, 60)
+        description = _said(body.get("error_description") or body.get("message"), scrub)
         reported = f"{error}: {description}" if error and description else error or description
         said = f" ({reported}, HTTP {status})" if reported else f" (HTTP {status})"
         if error == "invalid_client":

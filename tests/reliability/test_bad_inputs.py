@@ -256,6 +256,15 @@ def _timeout(env: Env) -> object:
     return oauth.refresh(token)
 
 
+def _echoed_secrets(env: Env) -> object:
+    oauth, token = env.oauth()
+    fake = env.fake()
+    quoted = f"refresh_token={token.refresh_token}&client_secret={fake.client_secret}"
+    body = {"error": "invalid_request", "error_description": f"cannot parse {quoted}"}
+    fake.fail_next(400, body=json.dumps(body).encode())
+    return oauth.refresh(token)
+
+
 def _settings(text: str, *, env_vars: dict[str, str] | None = None) -> Callable[[Env], object]:
     def run(env: Env) -> object:
         env.settings_file(text)
@@ -468,6 +477,9 @@ CASES = [
          secrets=("s3cret-cs",)),
     Case("endpoint-timeout", "token endpoint", "no answer within the timeout",
          TokenEndpointError, "did not answer within 0.2 seconds", _timeout),
+    Case("echoed-secrets", "token endpoint", "an error quoting the request back (a proxy)",
+         TokenEndpointError, "refresh_token=[redacted]&client_secret=[redacted]",
+         _echoed_secrets),
 ]  # fmt: skip
 
 #: Where to write the rendered matrix (read now: the tests run with WEBEX_* cleared).
