@@ -534,7 +534,7 @@ def test_answer_without_access_token_is_an_endpoint_error(
     oauth: WebexOAuth, fake_webex: FakeWebex
 ) -> None:
     fake_webex.fail_next(200, body=b'{"token_type": "Bearer"}')
-    with pytest.raises(TokenEndpointError, match="not a usable token"):
+    with pytest.raises(TokenEndpointError, match="access_token is missing"):
         oauth.refresh(issued(fake_webex))
 
 

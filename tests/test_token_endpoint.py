@@ -14,16 +14,20 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 from scripted_http import DROP, ScriptedServer, Step, answer
 
 from webex_tokens.callback import parse_callback_url
-from webex_tokens.errors import OAuthError, TokenEndpointError
+from webex_tokens.errors import OAuthError, TokenEndpointError, WebexTokensError
 from webex_tokens.oauth import WebexOAuth
 from webex_tokens.testing.fake_webex import FakeWebex
 from webex_tokens.token import Token
+from webex_tokens.token_endpoint import token_answer_fields
 
 PERSON = json.dumps({"emails": ["bob@example.com"], "displayName": "Bob"}).encode()
 
@@ -342,3 +346,196 @@ def test_browser_message_is_generic_and_holds_nothing_from_webex() -> None:
         text = browser_message(error)
         assert expected in text and "<" not in text
         assert_no_secret([text], [REFRESH_TOKEN])
+
+
+# -- every answer is checked before anything uses it -----------------------------------------
+
+GOOD = {"access_token": "at-1", "token_type": "Bearer", "expires_in": 3600}
+
+HOSTILE_ANSWERS = {
+    "expires-in-text": {**GOOD, "expires_in": "soon"},
+    "expires-in-bool": {**GOOD, "expires_in": True},
+    "expires-in-negative": {**GOOD, "expires_in": -5},
+    "expires-in-huge": {**GOOD, "expires_in": 10**30},
+    "expires-in-nan": {**GOOD, "expires_in": float("nan")},
+    "refresh-expires-in-list": {**GOOD, "refresh_token_expires_in": [1]},
+    "no-access-token": {"token_type": "Bearer"},
+    "access-token-number": {**GOOD, "access_token": 12345},
+    "access-token-empty": {**GOOD, "access_token": ""},
+    "access-token-header-injection": {**GOOD, "access_token": "at\r\nX-Evil: 1"},
+    "access-token-space": {**GOOD, "access_token": "at 1"},
+    "access-token-huge": {**GOOD, "access_token": "a" * 20000},
+    "refresh-token-object": {**GOOD, "refresh_token": {"a": 1}},
+    "token-type-mac": {**GOOD, "token_type": "mac"},
+    "token-type-echo": {**GOOD, "token_type": REFRESH_TOKEN},
+    "scope-number": {**GOOD, "scope": 7},
+    "id-token-control": {**GOOD, "id_token": "a\x00b"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_ANSWERS))
+def test_hostile_token_answer_is_a_token_endpoint_error(name: str) -> None:
+    body = json.dumps(HOSTILE_ANSWERS[name]).encode()
+    token = Token(access_token="a", refresh_token=REFRESH_TOKEN)
+    with (
+        ScriptedServer(answer(200, body)) as server,
+        pytest.raises(TokenEndpointError) as caught,
+    ):
+        client(server.base_url).refresh(token)
+    message = str(caught.value)
+    assert "HTTP 200" in message and "not usable" in message and "WEBEX_BASE_URL" in message
+    assert caught.value.status == 200
+    assert caught.value.delivered is None  # Webex said yes: the refresh token may be used
+    assert_no_secret([message, repr(caught.value)], [REFRESH_TOKEN, "client-secret-value"])
+    assert "soon" not in message  # values are never shown, only field names
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[1, 2]", b'"text"', b"null", b"[" * 30000 + b"]" * 30000, b"{" + b" " * 70000 + b"}"],
+    ids=["list", "string", "null", "deeply-nested", "over-64-KiB"],
+)
+def test_unreadable_answers_are_token_endpoint_errors(body: bytes) -> None:
+    token = Token(access_token="a", refresh_token="r")
+    with (
+        ScriptedServer(answer(200, body)) as server,
+        pytest.raises(TokenEndpointError, match="HTTP 200") as caught,
+    ):
+        client(server.base_url).refresh(token)
+    assert caught.value.delivered is None
+
+
+def test_valid_answer_with_odd_but_legal_fields_is_accepted() -> None:
+    body = {**GOOD, "expires_in": "3600", "scope": "spark:all spark:people_read", "x": [1]}
+    with ScriptedServer(answer(200, json.dumps(body).encode())) as server:
+        token = client(server.base_url).refresh(Token(access_token="a", refresh_token="r"))
+    assert token.access_token == "at-1" and token.expires_in() is not None
+    assert token.scopes == ("spark:all", "spark:people_read") and token.refresh_token == "r"
+
+
+def test_a_redirect_is_not_followed_with_the_secrets() -> None:
+    with ScriptedServer(answer(200, json.dumps(GOOD).encode())) as elsewhere:
+        target = elsewhere.base_url + "/access_token"
+        with ScriptedServer(answer(307, b"", Location=target)) as server:
+            token = Token(access_token="a", refresh_token=REFRESH_TOKEN)
+            with pytest.raises(TokenEndpointError, match="HTTP 307") as caught:
+                client(server.base_url).refresh(token)
+        assert elsewhere.seen == []  # the refresh token went nowhere else
+    assert "not followed" in str(caught.value) and target not in str(caught.value)
+
+
+def test_an_answer_that_trickles_in_is_cut_off_at_the_timeout() -> None:
+    import threading as _threading
+
+    stop = _threading.Event()
+
+    def trickle() -> None:
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            ports.append(listener.getsockname()[1])
+            ready.set()
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 100000\r\n\r\n{"
+                )
+                while not stop.wait(0.1):
+                    try:
+                        connection.sendall(b" ")
+                    except OSError:
+                        return
+
+    ports: list[int] = []
+    ready = _threading.Event()
+    server = _threading.Thread(target=trickle, daemon=True)
+    server.start()
+    ready.wait(5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TokenEndpointError, match="did not answer within") as caught:
+            client(f"http://127.0.0.1:{ports[0]}/v1", timeout=0.5).refresh(
+                Token(access_token="a", refresh_token="r")
+            )
+    finally:
+        stop.set()
+    assert time.monotonic() - started < 3
+    assert caught.value.delivered is None
+
+
+def test_people_answer_with_a_hostile_email_is_refused() -> None:
+    for emails in (["x\r\nInjected: 1"], [REFRESH_TOKEN], [12], "bob@example.com", ["a" * 400]):
+        body = json.dumps({"emails": emails}).encode()
+        with ScriptedServer(answer(200, body)) as server, pytest.raises(OAuthError):
+            client(server.base_url).whoami(Token(access_token=REFRESH_TOKEN))
+
+
+# -- Hypothesis: whatever comes back, a token or the library's own error ---------------------
+
+_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30)
+    | st.sampled_from(["Bearer", "bearer", "3600", "", REFRESH_TOKEN, "a\r\nb"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=6,
+)
+_fields = st.sampled_from(
+    ["access_token", "refresh_token", "token_type", "expires_in", "refresh_token_expires_in",
+     "scope", "id_token", "error", "error_description", "message", "expires_at"]
+)  # fmt: skip
+_answers = st.dictionaries(_fields | st.text(max_size=8), _values, max_size=8)
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(_answers)
+def test_any_token_answer_is_checked_fields_or_a_value_error(answer: dict[str, object]) -> None:
+    try:
+        fields = token_answer_fields(answer)
+    except ValueError as exc:
+        assert_no_secret([str(exc)], [REFRESH_TOKEN])
+        return
+    assert set(fields) <= {
+        "access_token", "refresh_token", "id_token", "token_type", "expires_in",
+        "refresh_token_expires_in", "scope",
+    }  # fmt: skip
+    token = Token.from_response(fields)  # never raises on checked fields
+    assert token.access_token == answer["access_token"]
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[ScriptedServer]:
+    """One server for every example; each example sets its step."""
+    with ScriptedServer() as server:
+        yield server
+
+
+@hypothesis.settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
+)
+@hypothesis.given(st.sampled_from([200, 201, 400, 401, 403, 404, 418]), _answers)
+def test_any_answer_over_http_is_a_token_or_our_error(
+    hostile: ScriptedServer,
+    status: int,
+    answer_body: dict[str, object],
+) -> None:
+    server = hostile
+    try:
+        encoded = json.dumps(answer_body).encode()
+    except (TypeError, ValueError):
+        return
+    server.steps[:] = [Step(status, encoded)]
+    token = Token(access_token="a", refresh_token=REFRESH_TOKEN)
+    oauth = WebexOAuth("client-id", CLIENT_SECRET, base_url=server.base_url, max_retries=0)
+    try:
+        fresh = oauth.refresh(token)
+    except WebexTokensError as exc:
+        assert_no_secret([str(exc), repr(exc)], [REFRESH_TOKEN, CLIENT_SECRET])
+    else:
+        assert 200 <= status < 300 and fresh.access_token

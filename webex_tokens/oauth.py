@@ -52,6 +52,7 @@ from .token_endpoint import (
     PORTAL,
     REFRESH,
     RetryPolicy,
+    Scrubber,
     TokenEndpoint,
     hand_over,
     printable,
@@ -456,16 +457,22 @@ class WebexOAuth:
             url=self.people_me_url,
         )
         emails = person.get("emails") if isinstance(person, Mapping) else None
-        if not isinstance(emails, list) or not emails or not isinstance(emails[0], str):
+        email = emails[0] if isinstance(emails, list) and emails else None
+        if (
+            not isinstance(email, str)
+            or not 0 < len(email) <= 320
+            or not email.isprintable()
+            or any(c.isspace() for c in email)
+            or Scrubber([token.access_token]).reveals(email)
+        ):
             raise OAuthError(
-                f"{self.people_me_url} answered without an email address; pass account= "
+                f"{self.people_me_url} answered without a usable email address; pass account= "
                 "(or --name) to label the token yourself"
             )
-        return emails[0]
+        return email
 
     def _request_options(self) -> dict[str, Any]:
-        """Options of every request to Webex: the timeout."""
-        return {"timeout": self.timeout}
+        return self._endpoint.request_options()
 
     def _token_from(
         self, answer: Mapping[str, Any], *, account: str | None, client_id: str | None = None
@@ -474,11 +481,13 @@ class WebexOAuth:
             return Token.from_response(
                 dict(answer), client_id=client_id or self.client_id, account=account
             )
-        except (InvalidToken, TypeError, ValueError) as exc:
+        except (InvalidToken, TypeError, ValueError):
+            # token_answer_fields() checked every field; never show what came back.
             raise TokenEndpointError(
-                f"the Webex token endpoint answered with something that is not a usable "
-                f"token ({exc}); check WEBEX_BASE_URL and try again",
+                "the Webex token endpoint answered with a token that is not usable; check "
+                "WEBEX_BASE_URL (it should be https://webexapis.com/v1) and try again",
                 status=200,
+                delivered=None,
             ) from None
 
     # -- the whole flow --------------------------------------------------------------

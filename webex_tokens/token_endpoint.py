@@ -59,6 +59,7 @@ __all__ = [
     "printable",
     "redirect_uri_mismatch_message",
     "retry_after_seconds",
+    "token_answer_fields",
 ]
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,85 @@ def _request_secrets(request: requests.PreparedRequest) -> list[str]:
         pairs = parse_qsl(body, keep_blank_values=True)
     found += [value for name, value in pairs if name not in _PUBLIC_FIELDS and value]
     return found
+
+
+_MAX_ANSWER: Final = 64 * 1024
+_MAX_SECRET: Final = 16 * 1024
+_MAX_LIFETIME: Final = 10 * 365 * 86400
+#: What a token can be made of: visible ASCII, no spaces (RFC 6750's b64token and more).
+_TOKEN_CHARACTERS: Final = frozenset(chr(c) for c in range(0x21, 0x7F))
+
+
+class _Unusable(ValueError):
+    """A token answer with a field that cannot be used; the message names the field."""
+
+
+def _secret_field(answer: Mapping[str, Any], field: str, *, required: bool = False) -> str | None:
+    value = answer.get(field)
+    if value is None or (value == "" and not required):
+        if required:
+            raise _Unusable(f"{field} is missing")
+        return None
+    if not isinstance(value, str):
+        raise _Unusable(f"{field} is not text")
+    if not value:
+        raise _Unusable(f"{field} is empty")
+    if len(value) > _MAX_SECRET:
+        raise _Unusable(f"{field} is longer than {_MAX_SECRET} characters")
+    if not set(value) <= _TOKEN_CHARACTERS:
+        raise _Unusable(f"{field} holds characters a token cannot have")
+    return value
+
+
+def _lifetime(answer: Mapping[str, Any], field: str) -> float | None:
+    value = answer.get(field)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Unusable(f"{field} is not a number of seconds")
+    if not math.isfinite(value) or not 0 <= value <= _MAX_LIFETIME:
+        raise _Unusable(f"{field} is out of range")
+    return float(value)
+
+
+def token_answer_fields(answer: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a token answer, checked: what :meth:`Token.from_response
+    <webex_tokens.token.Token.from_response>` is given, and nothing else.
+
+    ``access_token`` is required; ``refresh_token`` and ``id_token`` are optional; all
+    three are visible ASCII without spaces, at most 16 KiB. ``token_type`` is Bearer
+    when present; ``expires_in`` and ``refresh_token_expires_in`` are seconds (a number
+    or a string of digits) up to ten years; ``scope`` is text or a list of text.
+    Unknown fields are dropped.
+
+    Raises:
+        ValueError: a field is wrong; the message names the field, never its value.
+    """
+    fields: dict[str, Any] = {
+        "access_token": _secret_field(answer, "access_token", required=True),
+        "token_type": "Bearer",
+    }
+    for name in ("refresh_token", "id_token"):
+        if (secret := _secret_field(answer, name)) is not None:
+            fields[name] = secret
+    token_type = answer.get("token_type")
+    if token_type is not None and (
+        not isinstance(token_type, str) or token_type.lower() != "bearer"
+    ):
+        raise _Unusable("token_type is not Bearer")
+    for name in ("expires_in", "refresh_token_expires_in"):
+        if (seconds := _lifetime(answer, name)) is not None:
+            fields[name] = seconds
+    scope = answer.get("scope")
+    if isinstance(scope, list) and all(isinstance(item, str) for item in scope):
+        scope = " ".join(scope)
+    if scope is not None:
+        if not isinstance(scope, str) or len(scope) > 4096 or not scope.isprintable():
+            raise _Unusable("scope is not space-separated text")
+        fields["scope"] = scope
+    return fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -449,8 +529,9 @@ class TokenEndpoint:
 
         Args:
             kind: what the request is.
-            send: makes the request and returns its response (or raises through
-                :func:`hand_over`); it is called once per attempt.
+            send: makes the request with :meth:`request_options` and returns its
+                response (or raises through :func:`hand_over`); it is called once per
+                attempt.
             url: the URL the request goes to, for messages.
             redirect_uri: the redirect URI the request carries, named when Webex
                 refuses it.
@@ -472,8 +553,9 @@ class TokenEndpoint:
                     response = send()
                 except _Answered as answered:
                     response = answered.response
+                body = self._read_body(response)
                 scrub = Scrubber.for_request(response.request, self._secrets)
-                return self._judge(kind, response, scrub, url=url, redirect_uri=redirect_uri)
+                return self._judge(kind, response, body, scrub, url=url, redirect_uri=redirect_uri)
             except _Retry as retry:
                 failure = self._answer_failure(kind, retry, attempt)
             except requests.RequestException as exc:
@@ -565,10 +647,44 @@ class TokenEndpoint:
 
     # -- one answer -------------------------------------------------------------------
 
+    def request_options(self) -> dict[str, Any]:
+        """The keyword arguments every ``send`` passes to requests (or to Authlib, which
+        passes them on): the timeout, a streamed body (read here, capped at 64 KiB and
+        within the timeout), and no redirects (a request carrying secrets is never
+        re-sent elsewhere)."""
+        return {"timeout": self.policy.timeout, "stream": True, "allow_redirects": False}
+
+    def _read_body(self, response: requests.Response) -> bytes | None:
+        """The answer's body, at most 64 KiB (None when longer), read within the
+        timeout however slowly it trickles in."""
+        if getattr(response, "_content_consumed", False):  # sent without stream=True
+            content = response.content
+            return content if len(content) <= _MAX_ANSWER else None
+        deadline = time.monotonic() + self.policy.timeout
+        chunks: list[bytes] = []
+        size = 0
+        read1 = getattr(response.raw, "read1", None)  # urllib3 2: what has arrived
+        if callable(read1):
+            pieces: Iterable[bytes] = iter(lambda: read1(8192, decode_content=True), b"")
+        else:  # older urllib3: small reads keep the deadline checks frequent
+            pieces = response.iter_content(512)
+        try:
+            for chunk in pieces:
+                size += len(chunk)
+                if size > _MAX_ANSWER:
+                    return None
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise requests.ReadTimeout("the answer took longer than the timeout")
+        finally:
+            response.close()
+        return b"".join(chunks)
+
     def _judge(
         self,
         kind: RequestKind,
         response: requests.Response,
+        content: bytes | None,
         scrub: Scrubber,
         *,
         url: str,
@@ -577,27 +693,52 @@ class TokenEndpoint:
         status = response.status_code
         if status == 429 or status >= 500:
             raise _Retry(status, retry_after_seconds(response.headers.get("Retry-After")))
+        # A success claimed but unreadable: Webex may have acted on the request.
+        unreadable = None if 200 <= status < 300 and not kind.resend_when_unknown else True
+        if 300 <= status < 400:
+            raise TokenEndpointError(
+                f"the Webex {kind.endpoint} {url} answered HTTP {status}, a redirect, which "
+                "is not followed (the request carries secrets, and Webex's endpoints never "
+                "redirect); check WEBEX_BASE_URL (it should be https://webexapis.com/v1) and "
+                "any proxy in between",
+                status=status,
+            )
         if kind is PEOPLE_ME and status in (401, 403):
             raise OAuthError(
                 f"Webex refused the access token at {url} (HTTP {status}); the token may be "
                 "expired or lack the spark:people_read scope: refresh it, or log in again"
             )
         content_type = printable(scrub(response.headers.get("Content-Type", "none")), 60)
-        try:
-            body = json.loads(response.content)
-        except ValueError:
-            body = None
+        body: object = None
+        if content is not None:
+            try:
+                body = json.loads(content)
+            except (ValueError, RecursionError):
+                body = None
         if not isinstance(body, dict):
             # Never echo the body: a proxy's page might quote the request back.
+            what = "more than 64 KiB" if content is None else f"{content_type} that is"
             raise TokenEndpointError(
-                f"the Webex {kind.endpoint} {url} answered HTTP {status} with "
-                f"{content_type} that is not a JSON object; check WEBEX_BASE_URL "
-                "(it should be https://webexapis.com/v1) and any proxy in between",
+                f"the Webex {kind.endpoint} {url} answered HTTP {status} with {what} not a "
+                "JSON object; check WEBEX_BASE_URL (it should be https://webexapis.com/v1) "
+                "and any proxy in between",
                 status=status,
+                delivered=unreadable,
             )
         if kind.token_answer and (status >= 400 or body.get("error") is not None):
             raise self._error_for(kind, status, body, scrub, redirect_uri)
-        return body
+        if not kind.token_answer:
+            return body
+        try:
+            return token_answer_fields(body)
+        except _Unusable as unusable:
+            raise TokenEndpointError(
+                f"the Webex {kind.endpoint} {url} answered HTTP {status} with a token that is "
+                f"not usable ({unusable}); check WEBEX_BASE_URL (it should be "
+                "https://webexapis.com/v1) and any proxy in between",
+                status=status,
+                delivered=unreadable,
+            ) from None
 
     def _error_for(
         self,

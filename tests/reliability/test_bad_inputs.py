@@ -464,7 +464,7 @@ CASES = [
          ReauthorizationRequired, "log in again: webex-tokens login",
          lambda env: _refresh_after(env, lambda f: f.revoke_refresh_tokens())),
     Case("answer-without-token", "token endpoint", "HTTP 200 JSON without `access_token`",
-         TokenEndpointError, "is not a usable token",
+         TokenEndpointError, "a token that is not usable (access_token is missing)",
          lambda env: _refresh_after(
              env, lambda f: f.fail_next(200, body=b'{"token_type": "Bearer"}'))),
     Case("redirect-uri-mismatch", "token endpoint", "`redirect_uri_mismatch` at code exchange",
@@ -477,6 +477,10 @@ CASES = [
          secrets=("s3cret-cs",)),
     Case("endpoint-timeout", "token endpoint", "no answer within the timeout",
          TokenEndpointError, "did not answer within 0.2 seconds", _timeout),
+    Case("expires-in-text", "token endpoint", 'HTTP 200 with `"expires_in": "soon"`',
+         TokenEndpointError, "a token that is not usable (expires_in is not a number",
+         lambda env: _refresh_after(env, lambda f: f.fail_next(
+             200, body=b'{"access_token": "at", "expires_in": "soon"}'))),
     Case("echoed-secrets", "token endpoint", "an error quoting the request back (a proxy)",
          TokenEndpointError, "refresh_token=[redacted]&client_secret=[redacted]",
          _echoed_secrets),
