@@ -27,7 +27,7 @@ from webex_tokens.errors import OAuthError, TokenEndpointError, WebexTokensError
 from webex_tokens.oauth import WebexOAuth
 from webex_tokens.testing.fake_webex import FakeWebex
 from webex_tokens.token import Token
-from webex_tokens.token_endpoint import token_answer_fields
+from webex_tokens.token_answer import token_answer_fields
 
 PERSON = json.dumps({"emails": ["bob@example.com"], "displayName": "Bob"}).encode()
 

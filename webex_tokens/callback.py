@@ -34,6 +34,7 @@ from .errors import (
     RedirectURIMismatch,
     TokenEndpointError,
 )
+from .scrubbing import printable
 from .token import fingerprint
 
 __all__ = [
@@ -66,7 +67,6 @@ PAGE_HEADERS: tuple[tuple[str, str], ...] = (
 
 _LOOPBACK_HOSTS = {"localhost": "127.0.0.1", "127.0.0.1": "127.0.0.1", "::1": "::1"}
 _MAX_CODE_LENGTH = 4096
-_MAX_SHOWN = 200
 _RETRY_HINT = "run the login again, or use --no-browser to paste the redirect URL instead"
 
 
@@ -156,12 +156,6 @@ def browser_message(error: OAuthError) -> str:
     )
 
 
-def _printable(text: str) -> str:
-    """Outside text made safe for a message: control characters dropped, length capped."""
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in text).strip()
-    return cleaned if len(cleaned) <= _MAX_SHOWN else cleaned[: _MAX_SHOWN - 3] + "..."
-
-
 def is_loopback_redirect_uri(uri: str) -> bool:
     """True when ``uri`` is an ``http://`` address on this machine (``localhost``,
     ``127.0.0.1`` or ``[::1]``): one a :class:`CallbackServer` can serve."""
@@ -223,8 +217,8 @@ def handle_callback_query(query: str, expected_state: str) -> CallbackOutcome:
         )
     error = values.get("error")
     if error is not None:
-        code_shown = _printable(error) or "(empty)"
-        description = _printable(values.get("error_description", ""))
+        code_shown = printable(error) or "(empty)"
+        description = printable(values.get("error_description", ""))
         if error == "access_denied":
             return CallbackOutcome(
                 400,
@@ -266,7 +260,7 @@ def handle_callback_query(query: str, expected_state: str) -> CallbackOutcome:
             ),
             error=CallbackError(
                 "Insufficient parameters for OAuth2 callback: the redirect carried no "
-                f"code (parameters received: {_printable(received)}); " + _RETRY_HINT
+                f"code (parameters received: {printable(received)}); " + _RETRY_HINT
             ),
         )
     if len(code) > _MAX_CODE_LENGTH or not code.isprintable():
@@ -321,7 +315,7 @@ def parse_callback_url(
         ):
             shown = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
             raise CallbackError(
-                f"the pasted URL goes to {_printable(shown)}, not to the redirect URI "
+                f"the pasted URL goes to {printable(shown)}, not to the redirect URI "
                 f"{redirect_uri}; paste the address Webex redirected to after approving"
             )
     return handle_callback_query(parts.query, expected_state).raise_for_error()

@@ -43,6 +43,7 @@ __all__ = [
     "NoticeKind",
     "Notify",
     "browser_login",
+    "login_command",
     "read_line",
     "stderr_notify",
 ]
@@ -100,6 +101,14 @@ def stderr_notify(notice: Notice) -> None:
         return
     stream.write(notice.message + "\n" + (PASTE_PROMPT if notice.expects_paste else ""))
     stream.flush()
+
+
+def login_command(name: str | None) -> str:
+    """The command that logs an account in again (``webex-tokens login --name NAME``),
+    for messages that tell the user to log in."""
+    import shlex
+
+    return "webex-tokens login" + (f" --name {shlex.quote(name)}" if name else "")
 
 
 def read_line(question: str) -> str:

@@ -22,28 +22,26 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import logging
-import os
 import secrets
-import threading
 import webbrowser
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-import requests
-from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from .errors import (
     CallbackError,
     ConfigError,
-    InvalidToken,
     OAuthError,
     ReauthorizationRequired,
-    TokenEndpointError,
 )
+from .login import login_command
+from .scrubbing import Scrubber, printable
+from .sessions import SessionPerThread
 from .settings import DEFAULT_BASE_URL, DEFAULT_REDIRECT_URI, DEFAULT_SCOPES
 from .token import Token
+from .token_answer import token_from_answer
 from .token_endpoint import (
     AUTHORIZATION_CODE,
     DEFAULT_BACKOFF,
@@ -52,10 +50,7 @@ from .token_endpoint import (
     PORTAL,
     REFRESH,
     RetryPolicy,
-    Scrubber,
     TokenEndpoint,
-    hand_over,
-    printable,
     redirect_uri_mismatch_message,
 )
 
@@ -79,13 +74,6 @@ _MAX_CODE_LENGTH: Final = 4096
 _MIN_STATE_LENGTH: Final = 22  # 128 bits in URL-safe base64
 
 
-def login_command(name: str | None) -> str:
-    """The command that logs an account in again (``webex-tokens login --name NAME``)."""
-    import shlex
-
-    return "webex-tokens login" + (f" --name {shlex.quote(name)}" if name else "")
-
-
 @dataclasses.dataclass(frozen=True, repr=False)
 class AuthorizationRequest:
     """One authorization request: the URL to open and the secrets to finish it with.
@@ -107,21 +95,6 @@ class AuthorizationRequest:
 
     def __repr__(self) -> str:
         return f"AuthorizationRequest(redirect_uri={self.redirect_uri!r})"
-
-
-def _read_environment_once(session: requests.Session, base_url: str) -> None:
-    """Apply the proxy (``HTTPS_PROXY``, ``NO_PROXY``...) and CA bundle
-    (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) settings of the environment to
-    ``session`` once, as requests would, instead of on every request: requests reads
-    them (and ``~/.netrc``) again for each one, about a tenth of a millisecond a time.
-    Every request of the session goes to ``base_url``'s host, so the answer is the same.
-    """
-    proxies = requests.utils.get_environ_proxies(base_url)
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    session.trust_env = False
-    session.proxies.update(proxies)
-    if bundle:
-        session.verify = bundle
 
 
 class WebexOAuth:
@@ -192,7 +165,7 @@ class WebexOAuth:
         self.max_retry_after = policy.max_retry_after
         self.backoff = policy.backoff
         self._endpoint = TokenEndpoint(self.base_url, policy, secrets=(self._client_secret,))
-        self._local = threading.local()
+        self._sessions = SessionPerThread(self.client_id, self._client_secret, self.base_url)
         self._issued_redirect_uris = {redirect_uri}
 
     @classmethod
@@ -254,22 +227,8 @@ class WebexOAuth:
         return self.base_url + "/people/me"
 
     def _session(self) -> Any:
-        """This thread's Authlib session: Authlib keeps the last token on the session,
-        so threads sharing one would read each other's answers."""
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = OAuth2Session(
-                self.client_id,
-                self._client_secret,
-                token_endpoint_auth_method="client_secret_post",  # noqa: S106 - a method name
-                code_challenge_method="S256",
-            )
-            # Authlib sends; the library reads every answer (token_endpoint.py).
-            session.register_compliance_hook("access_token_response", hand_over)
-            session.register_compliance_hook("refresh_token_response", hand_over)
-            _read_environment_once(session, self.base_url)
-            self._local.session = session
-        return session
+        """This thread's Authlib session (:class:`~webex_tokens.sessions.SessionPerThread`)."""
+        return self._sessions.get()
 
     # -- authorization ---------------------------------------------------------------
 
@@ -388,7 +347,7 @@ class WebexOAuth:
             url=self.token_url,
             redirect_uri=request.redirect_uri,
         )
-        token = self._token_from(answer, account=account)
+        token = token_from_answer(answer, client_id=self.client_id, account=account)
         if account is None:
             try:
                 token = token.replace(account=self.whoami(token))
@@ -436,7 +395,10 @@ class WebexOAuth:
         from .refresh import merge_refreshed
 
         new = merge_refreshed(
-            token, self._token_from(answer, account=token.account, client_id=token.client_id)
+            token,
+            token_from_answer(
+                answer, client_id=token.client_id or self.client_id, account=token.account
+            ),
         )
         log.info("refreshed token %s into %s", token.fingerprint, new.fingerprint)
         return new
@@ -473,22 +435,6 @@ class WebexOAuth:
 
     def _request_options(self) -> dict[str, Any]:
         return self._endpoint.request_options()
-
-    def _token_from(
-        self, answer: Mapping[str, Any], *, account: str | None, client_id: str | None = None
-    ) -> Token:
-        try:
-            return Token.from_response(
-                dict(answer), client_id=client_id or self.client_id, account=account
-            )
-        except (InvalidToken, TypeError, ValueError):
-            # token_answer_fields() checked every field; never show what came back.
-            raise TokenEndpointError(
-                "the Webex token endpoint answered with a token that is not usable; check "
-                "WEBEX_BASE_URL (it should be https://webexapis.com/v1) and try again",
-                status=200,
-                delivered=None,
-            ) from None
 
     # -- the whole flow --------------------------------------------------------------
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import email.utils
-import html
 import json
 import logging
 import math
@@ -31,7 +30,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timezone
 from typing import Any, Final, NoReturn
-from urllib.parse import parse_qsl, quote, quote_plus
 
 import requests
 from urllib3.exceptions import NewConnectionError, ReadTimeoutError
@@ -43,6 +41,8 @@ from .errors import (
     RedirectURIMismatch,
     TokenEndpointError,
 )
+from .scrubbing import Scrubber, printable
+from .token_answer import token_answer_fields
 
 __all__ = [
     "AUTHORIZATION_CODE",
@@ -53,13 +53,10 @@ __all__ = [
     "REFRESH",
     "RequestKind",
     "RetryPolicy",
-    "Scrubber",
     "TokenEndpoint",
     "hand_over",
-    "printable",
     "redirect_uri_mismatch_message",
     "retry_after_seconds",
-    "token_answer_fields",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,13 +69,7 @@ DEFAULT_BACKOFF: Final = 0.5
 PORTAL: Final = "https://developer.webex.com/my-apps"
 _MAX_BACKOFF: Final = 8.0
 _MAX_SHOWN: Final = 200
-
-
-def printable(text: object, limit: int = _MAX_SHOWN) -> str:
-    """Outside text made safe for a message: control characters and runs of white space
-    become one space, and the length is capped at ``limit``."""
-    cleaned = " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
+_MAX_ANSWER: Final = 64 * 1024
 
 
 def redirect_uri_mismatch_message(redirect_uri: str, detail: str | None = None) -> str:
@@ -111,194 +102,6 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
-
-
-#: The shortest run of a secret's characters that counts as (part of) the secret.
-_PARTIAL: Final = 8
-_REDACTED: Final = "[redacted]"
-#: Fields of a request body that are not secret (everything else in a body is).
-_PUBLIC_FIELDS: Final = frozenset(
-    {"grant_type", "client_id", "clientId", "redirect_uri", "scope", "targetOrgId"}
-)
-_ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-
-
-def _encodings(secret: str) -> set[str]:
-    """The forms in which a secret comes back when a server or a proxy quotes a request:
-    as sent in a form body, URL-decoded, JSON-escaped, HTML-escaped, encoded twice."""
-    escaped = json.dumps(secret)[1:-1]
-    forms = {
-        secret,
-        quote(secret, safe=""),
-        quote_plus(secret, safe=""),
-        quote(secret),
-        quote(quote(secret, safe=""), safe=""),
-        escaped,
-        escaped.replace("/", "\\/"),
-        html.escape(secret),
-    }
-    return {form.translate(_ASCII_LOWER) for form in forms}
-
-
-class Scrubber:
-    """Removes every secret of one request from the text of its answer.
-
-    Any run of at least 8 characters of a secret, in any of the forms a quoting server
-    or proxy produces (raw, URL-encoded, JSON- or HTML-escaped, in any letter case),
-    becomes ``[redacted]``; so does a whole shorter secret. Applied to every text that
-    came back (``error``, ``error_description``, ``message``, headers) before the text
-    is used anywhere.
-
-    Args:
-        secrets: what the request carried that must not be shown.
-    """
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        forms = {form for secret in secrets if len(secret) >= 4 for form in _encodings(secret)}
-        self._whole = sorted((f for f in forms if len(f) < _PARTIAL), key=len, reverse=True)
-        self._runs = {
-            form[i : i + _PARTIAL] for form in forms for i in range(len(form) - _PARTIAL + 1)
-        }
-
-    @classmethod
-    def for_request(
-        cls, request: requests.PreparedRequest | None, known: Iterable[str] = ()
-    ) -> Scrubber:
-        """The scrubber of the secrets ``request`` carried (its body's values but the
-        public fields, its ``Authorization`` credentials) and of ``known`` ones."""
-        secrets = list(known)
-        if request is not None:
-            secrets += _request_secrets(request)
-        return cls(secrets)
-
-    def __call__(self, text: str) -> str:
-        if not text or not (self._runs or self._whole):
-            return text
-        lowered = text.translate(_ASCII_LOWER)
-        hit = bytearray(len(text))
-        for form in self._whole:
-            start = lowered.find(form)
-            while start >= 0:
-                hit[start : start + len(form)] = b"\x01" * len(form)
-                start = lowered.find(form, start + 1)
-        if self._runs:
-            for i in range(len(lowered) - _PARTIAL + 1):
-                if lowered[i : i + _PARTIAL] in self._runs:
-                    hit[i : i + _PARTIAL] = b"\x01" * _PARTIAL
-        if not any(hit):
-            return text
-        pieces: list[str] = []
-        for i, char in enumerate(text):
-            if not hit[i]:
-                pieces.append(char)
-            elif i == 0 or not hit[i - 1]:
-                pieces.append(_REDACTED)
-        return "".join(pieces)
-
-    def reveals(self, text: str) -> bool:
-        """True when ``text`` holds (part of) a secret."""
-        return self(text) != text
-
-
-def _request_secrets(request: requests.PreparedRequest) -> list[str]:
-    found: list[str] = []
-    authorization = request.headers.get("Authorization")
-    if authorization:
-        found += [authorization, authorization.partition(" ")[2]]
-    body = request.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if not body:
-        return found
-    try:
-        document = json.loads(body)
-    except ValueError:
-        document = None
-    if isinstance(document, dict):
-        pairs = [(str(k), v) for k, v in document.items() if isinstance(v, str)]
-    else:
-        pairs = parse_qsl(body, keep_blank_values=True)
-    found += [value for name, value in pairs if name not in _PUBLIC_FIELDS and value]
-    return found
-
-
-_MAX_ANSWER: Final = 64 * 1024
-_MAX_SECRET: Final = 16 * 1024
-_MAX_LIFETIME: Final = 10 * 365 * 86400
-#: What a token can be made of: visible ASCII, no spaces (RFC 6750's b64token and more).
-_TOKEN_CHARACTERS: Final = frozenset(chr(c) for c in range(0x21, 0x7F))
-
-
-class _Unusable(ValueError):
-    """A token answer with a field that cannot be used; the message names the field."""
-
-
-def _secret_field(answer: Mapping[str, Any], field: str, *, required: bool = False) -> str | None:
-    value = answer.get(field)
-    if value is None or (value == "" and not required):
-        if required:
-            raise _Unusable(f"{field} is missing")
-        return None
-    if not isinstance(value, str):
-        raise _Unusable(f"{field} is not text")
-    if not value:
-        raise _Unusable(f"{field} is empty")
-    if len(value) > _MAX_SECRET:
-        raise _Unusable(f"{field} is longer than {_MAX_SECRET} characters")
-    if not set(value) <= _TOKEN_CHARACTERS:
-        raise _Unusable(f"{field} holds characters a token cannot have")
-    return value
-
-
-def _lifetime(answer: Mapping[str, Any], field: str) -> float | None:
-    value = answer.get(field)
-    if value is None or value == "":
-        return None
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Unusable(f"{field} is not a number of seconds")
-    if not math.isfinite(value) or not 0 <= value <= _MAX_LIFETIME:
-        raise _Unusable(f"{field} is out of range")
-    return float(value)
-
-
-def token_answer_fields(answer: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of a token answer, checked: what :meth:`Token.from_response
-    <webex_tokens.token.Token.from_response>` is given, and nothing else.
-
-    ``access_token`` is required; ``refresh_token`` and ``id_token`` are optional; all
-    three are visible ASCII without spaces, at most 16 KiB. ``token_type`` is Bearer
-    when present; ``expires_in`` and ``refresh_token_expires_in`` are seconds (a number
-    or a string of digits) up to ten years; ``scope`` is text or a list of text.
-    Unknown fields are dropped.
-
-    Raises:
-        ValueError: a field is wrong; the message names the field, never its value.
-    """
-    fields: dict[str, Any] = {
-        "access_token": _secret_field(answer, "access_token", required=True),
-        "token_type": "Bearer",
-    }
-    for name in ("refresh_token", "id_token"):
-        if (secret := _secret_field(answer, name)) is not None:
-            fields[name] = secret
-    token_type = answer.get("token_type")
-    if token_type is not None and (
-        not isinstance(token_type, str) or token_type.lower() != "bearer"
-    ):
-        raise _Unusable("token_type is not Bearer")
-    for name in ("expires_in", "refresh_token_expires_in"):
-        if (seconds := _lifetime(answer, name)) is not None:
-            fields[name] = seconds
-    scope = answer.get("scope")
-    if isinstance(scope, list) and all(isinstance(item, str) for item in scope):
-        scope = " ".join(scope)
-    if scope is not None:
-        if not isinstance(scope, str) or len(scope) > 4096 or not scope.isprintable():
-            raise _Unusable("scope is not space-separated text")
-        fields["scope"] = scope
-    return fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -731,7 +534,7 @@ class TokenEndpoint:
             return body
         try:
             return token_answer_fields(body)
-        except _Unusable as unusable:
+        except ValueError as unusable:
             raise TokenEndpointError(
                 f"the Webex {kind.endpoint} {url} answered HTTP {status} with a token that is "
                 f"not usable ({unusable}); check WEBEX_BASE_URL (it should be "
