@@ -140,3 +140,22 @@ def test_a_whole_login_in_a_fresh_process_writes_nothing(tmp_path: Path) -> None
     assert (done.stdout, done.stderr) == ("", "")
     result = json.loads((tmp_path / "result.json").read_text())
     assert result == ["alice@example.com", ["browser_opened"]]
+
+
+def test_a_pasted_redirect_url_is_delivered_in_process_not_over_http(
+    oauth: WebexOAuth, fake_webex: FakeWebex, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="webex_tokens.callback")
+    notices: list[Notice] = []
+
+    def paste(question: str) -> str:
+        [url] = [n.url for n in notices if n.kind == "open_url"]
+        assert url is not None
+        return fake_webex.approve(url)
+
+    token = oauth.login(open_browser=None, timeout=10, prompt=paste, notify=notices.append)
+    assert token.account == fake_webex.user
+    # The callback server logs every HTTP request it gets: none came.
+    assert "callback GET" not in caplog.text

@@ -22,8 +22,6 @@ import logging
 import secrets
 import sys
 import threading
-import urllib.error
-import urllib.request
 import webbrowser
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Literal
@@ -260,9 +258,10 @@ def _wait_for_paste(
     def paste_then_deliver() -> None:
         pasted = _read_pasted(request, prompt, tell)
         if pasted is not None and pasted[0]:
-            # Hand the pasted answer to the callback server, which judges it like a
-            # browser's and ends its wait: one place decides how the login ends.
-            _deliver(server.redirect_uri, pasted[0])
+            # Hand the pasted answer to the callback server's inbox in this process (never
+            # over HTTP, where another local program could listen): it judges it like a
+            # browser's and ends the wait, so one place decides how the login ends.
+            server.deliver(pasted[0])
 
     threading.Thread(target=paste_then_deliver, name="webex-tokens-paste", daemon=True).start()
     return server.wait()
@@ -289,14 +288,3 @@ def _read_pasted(
             return urlsplit(text.strip()).query, exc
         return urlsplit(text.strip()).query, result
     return None
-
-
-def _deliver(redirect_uri: str, query: str) -> None:
-    """GET the callback server with a pasted query (urllib: nothing logs the URL)."""
-    parts = urlsplit(redirect_uri)
-    url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
-    try:
-        with urllib.request.urlopen(url, timeout=10):  # noqa: S310 - our own loopback URL
-            pass
-    except (urllib.error.URLError, OSError):
-        pass  # a refused answer (4xx) or a server already stopped: the wait decides
