@@ -333,7 +333,7 @@ def test_state_mismatch_and_replayed_callback_make_no_token_request(
 
 
 def test_login_times_out_with_a_clear_message(oauth: WebexOAuth) -> None:
-    with pytest.raises(CallbackError, match=r"no sign-in callback .* within 0.3 seconds"):
+    with pytest.raises(CallbackError, match=r"no sign-in came back to .* within 0.3 seconds"):
         oauth.login(open_browser=lambda url: True, timeout=0.3)
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "handle_callback_query",
     "is_loopback_redirect_uri",
     "parse_callback_url",
+    "pasted_query",
     "render_page",
 ]
 
@@ -145,7 +146,9 @@ def _state_matches(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
 
 
-def handle_callback_query(query: str, expected_state: str) -> CallbackOutcome:
+def handle_callback_query(
+    query: str, expected_state: str, *, retry_hint: str = _RETRY_HINT
+) -> CallbackOutcome:
     """Validate the query string of one callback request against the login's ``state``.
 
     Order of checks: ``state`` (constant-time; a wrong or missing one is refused without
@@ -155,6 +158,7 @@ def handle_callback_query(query: str, expected_state: str) -> CallbackOutcome:
     Args:
         query: the raw query string (``code=...&state=...``), without the ``?``.
         expected_state: the ``state`` sent in the authorization request.
+        retry_hint: what the error messages tell the user to do next.
 
     Returns:
         A :class:`CallbackOutcome`; its ``error`` is an :class:`AuthorizationDenied` or a
@@ -173,7 +177,7 @@ def handle_callback_query(query: str, expected_state: str) -> CallbackOutcome:
             render_page("Sign-in failed", "The sign-in response repeated a parameter."),
             error=CallbackError(
                 "the callback repeated a code, state or error parameter and was refused; "
-                + _RETRY_HINT
+                + retry_hint
             ),
             final=False,
         )
@@ -189,7 +193,7 @@ def handle_callback_query(query: str, expected_state: str) -> CallbackOutcome:
             ),
             error=CallbackError(
                 "the callback's state does not match this login (a stale tab or a forged "
-                "request), so it was refused; " + _RETRY_HINT
+                "request), so it was refused; " + retry_hint
             ),
             final=False,
         )
@@ -223,7 +227,7 @@ def handle_callback_query(query: str, expected_state: str) -> CallbackOutcome:
                 f"Webex reported an error at the callback: {code_shown}"
                 + (f": {description}" if description else "")
                 + "; check the integration's client ID, scopes and redirect URI, then "
-                + _RETRY_HINT
+                + retry_hint
             ),
         )
     code = values.get("code", "")
@@ -238,7 +242,7 @@ def handle_callback_query(query: str, expected_state: str) -> CallbackOutcome:
             ),
             error=CallbackError(
                 "Insufficient parameters for OAuth2 callback: the redirect carried no "
-                f"code (parameters received: {printable(received)}); " + _RETRY_HINT
+                f"code (parameters received: {printable(received)}); " + retry_hint
             ),
         )
     if len(code) > _MAX_CODE_LENGTH or not code.isprintable():
@@ -246,7 +250,7 @@ def handle_callback_query(query: str, expected_state: str) -> CallbackOutcome:
             400,
             render_page("Sign-in failed", "The authorization code is malformed."),
             error=CallbackError(
-                "the authorization code in the callback is malformed; " + _RETRY_HINT
+                "the authorization code in the callback is malformed; " + retry_hint
             ),
         )
     return CallbackOutcome(
@@ -277,6 +281,21 @@ def parse_callback_url(
             state, carries no code, or reports an error from Webex.
         AuthorizationDenied: the user declined (``error=access_denied``).
     """
+    query = pasted_query(url, redirect_uri=redirect_uri)
+    return handle_callback_query(query, expected_state).raise_for_error()
+
+
+def pasted_query(url: str, *, redirect_uri: str | None = None) -> str:
+    """The query of a redirect URL the user pasted, once it is seen to be one.
+
+    Args:
+        url: the pasted text.
+        redirect_uri: when given, the pasted URL must point at this redirect URI
+            (scheme, host, port and path).
+
+    Raises:
+        CallbackError: the text is not a redirect URL, or points elsewhere.
+    """
     text = url.strip()
     parts = urlsplit(text)
     if not parts.query or not parts.scheme or not parts.netloc:
@@ -296,7 +315,7 @@ def parse_callback_url(
                 f"the pasted URL goes to {printable(shown)}, not to the redirect URI "
                 f"{redirect_uri}; paste the address Webex redirected to after approving"
             )
-    return handle_callback_query(parts.query, expected_state).raise_for_error()
+    return parts.query
 
 
 class CallbackInbox:
@@ -308,15 +327,17 @@ class CallbackInbox:
 
     Args:
         expected_state: the ``state`` sent in the authorization request.
+        retry_hint: what error messages tell the user to do next.
 
     Attributes:
         refused: how many answers were refused without ending the login (wrong state).
     """
 
-    def __init__(self, expected_state: str) -> None:
+    def __init__(self, expected_state: str, *, retry_hint: str = _RETRY_HINT) -> None:
         if not expected_state:
             raise CallbackError("the login has no state to check the callback against")
         self.expected_state = expected_state
+        self.retry_hint = retry_hint
         self.refused = 0
         self._lock = threading.Lock()
         self._done = threading.Event()
@@ -339,7 +360,7 @@ class CallbackInbox:
                     error=CallbackError("this login has already finished"),
                     final=False,
                 )
-            outcome = handle_callback_query(query, self.expected_state)
+            outcome = handle_callback_query(query, self.expected_state, retry_hint=self.retry_hint)
             if outcome.final:
                 self._outcome = outcome
             else:

@@ -27,9 +27,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from .callback import CallbackResult, CallbackServer, is_loopback_redirect_uri, parse_callback_url
+from .callback import CallbackInbox, CallbackServer, is_loopback_redirect_uri, pasted_query
 from .errors import CallbackError, OAuthError, RedirectURIMismatch
-from .token_endpoint import redirect_uri_mismatch_message
+from .token_endpoint import PORTAL, redirect_uri_mismatch_message
 
 if TYPE_CHECKING:
     from .oauth import AuthorizationRequest, WebexOAuth
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 NoticeKind = Literal["browser_opened", "open_url", "paste_refused"]
 
 _PASTE_ATTEMPTS: Final = 5
+_PASTE_HINT: Final = "run the login again and paste the address the browser is sent to"
 #: What the default notifier writes where a pasted line is expected.
 PASTE_PROMPT: Final = "Redirect URL: "
 
@@ -144,21 +145,39 @@ def browser_login(
 ) -> Token:
     """Run the whole authorization on this machine and return the token.
 
-    See :meth:`WebexOAuth.login <webex_tokens.oauth.WebexOAuth.login>`, which calls it.
+    With a redirect URI on this machine, a :class:`~webex_tokens.callback.CallbackServer`
+    listens for the browser's return. When ``open_browser`` opens a browser, the login
+    waits for it; otherwise (None, False or an exception, or a redirect URI on a server)
+    the person is told to open the URL and paste back the address the browser was sent
+    to, read through ``prompt`` in a thread while the server keeps listening: whichever
+    comes first ends the login. A pasted URL is judged in-process, like a callback.
+
+    - Nothing to read (standard input closed or at its end) while no browser was opened
+      ends the login at once with a :class:`~webex_tokens.errors.CallbackError` saying
+      what to do, instead of waiting for the timeout.
+    - A pasted text that is not this login's redirect URL is refused with a
+      ``paste_refused`` notice and read again, five times at most.
+    - The timeout names the likely causes for the route taken (the browser, the
+      redirect URI not registered exactly, a firewall or another program on the port);
+      it suggests ``--no-browser`` only when a browser was opened.
+
+    Called by :meth:`WebexOAuth.login <webex_tokens.oauth.WebexOAuth.login>`.
 
     Args:
         oauth: the integration's OAuth client.
         open_browser: opens a URL, returning False when it could not; None never
             tries (the paste route, ``webex-tokens login --no-browser``).
-        timeout: seconds to wait for the callback.
+        timeout: seconds to wait for the browser or the paste.
         account: the label to give the token; by default the email from ``/people/me``.
         port: listen on this port instead of the redirect URI's.
-        prompt: reads one pasted line (the question is passed, for a prompt that shows
-            it); default: :func:`input`.
+        prompt: reads one pasted line, raising :class:`EOFError` when nothing can be
+            read (the question is passed, for a prompt that shows it); default
+            :func:`read_line`.
         notify: receives each :class:`Notice`; default :func:`stderr_notify`.
 
     Raises:
-        CallbackError: the port is taken, the callback was wrong, or none came in time.
+        CallbackError: the port is taken, the callback was wrong, nothing can be pasted,
+            or nothing came in time.
         AuthorizationDenied: the user declined.
         RedirectURIMismatch: Webex refused the redirect URI.
         TokenEndpointError: the code exchange failed.
@@ -168,6 +187,7 @@ def browser_login(
     server: CallbackServer | None = None
     if is_loopback_redirect_uri(oauth.redirect_uri):
         server = CallbackServer(oauth.redirect_uri, state, port=port, timeout=timeout)
+        inbox = server.inbox
         redirect_uri = server.redirect_uri
     elif port is not None:
         raise CallbackError(
@@ -176,6 +196,7 @@ def browser_login(
             "an http://localhost:PORT/... URI registered with the integration"
         )
     else:
+        inbox = CallbackInbox(state)
         redirect_uri = oauth.redirect_uri
     try:
         request = oauth.authorization_request(redirect_uri=redirect_uri, state=state)
@@ -192,8 +213,8 @@ def browser_login(
                     redirect_uri=request.redirect_uri,
                 )
             )
-            result = server.wait()
         else:
+            inbox.retry_hint = _PASTE_HINT
             tell(
                 Notice(
                     "open_url",
@@ -205,10 +226,23 @@ def browser_login(
                     redirect_uri=request.redirect_uri,
                 )
             )
-            result = _wait_for_paste(server, request, prompt or read_line, tell)
+            paste = _Paste(
+                inbox, request, prompt or read_line, tell, no_browser=open_browser is None
+            )
+            threading.Thread(target=paste.run, name="webex-tokens-paste", daemon=True).start()
+        outcome = inbox.wait(timeout)
     finally:
         if server is not None:
             server.stop()
+    if outcome is None:
+        raise _timed_out(
+            request,
+            server,
+            timeout,
+            inbox.refused,
+            browser_opened=opened and server is not None,
+        )
+    result = outcome.raise_for_error()
     return oauth.exchange_code(result.code, request, account=account)
 
 
@@ -237,54 +271,123 @@ def _open(open_browser: Callable[[str], bool] | None, request: AuthorizationRequ
         return False
 
 
-def _wait_for_paste(
-    server: CallbackServer | None,
-    request: AuthorizationRequest,
-    prompt: Callable[[str], str],
-    tell: _Teller,
-) -> CallbackResult:
-    """The pasted redirect URL or the browser's callback, whichever comes first."""
-    if server is None:
-        pasted = _read_pasted(request, prompt, tell)
-        if pasted is None:
-            raise CallbackError(
-                "no redirect URL was pasted; run the login again and paste the address "
-                "the browser was sent to after approving"
+class _Paste:
+    """Reads pasted redirect URLs in a thread and delivers them to the login's inbox: the
+    first one that ends the login, at most :data:`_PASTE_ATTEMPTS` refused ones, or the
+    news that nothing can be read at all (which ends the login at once)."""
+
+    def __init__(
+        self,
+        inbox: CallbackInbox,
+        request: AuthorizationRequest,
+        prompt: Callable[[str], str],
+        tell: _Teller,
+        *,
+        no_browser: bool,
+    ) -> None:
+        self.inbox = inbox
+        self.request = request
+        self.prompt = prompt
+        self.tell = tell
+        self.no_browser = no_browser
+
+    def run(self) -> None:
+        try:
+            self._read()
+        except Exception as exc:  # a broken prompt or notify: end the login, clearly
+            log.info("reading the pasted redirect URL failed: %s", type(exc).__name__)
+            self.inbox.cancel(
+                CallbackError(
+                    f"reading the pasted redirect URL failed ({type(exc).__name__}); "
+                    "run the login again"
+                )
             )
-        if isinstance(pasted[1], OAuthError):
-            raise pasted[1]
-        return pasted[1]
 
-    def paste_then_deliver() -> None:
-        pasted = _read_pasted(request, prompt, tell)
-        if pasted is not None and pasted[0]:
-            # Hand the pasted answer to the callback server's inbox in this process (never
-            # over HTTP, where another local program could listen): it judges it like a
-            # browser's and ends the wait, so one place decides how the login ends.
-            server.deliver(pasted[0])
+    def _read(self) -> None:
+        for attempt in range(1, _PASTE_ATTEMPTS + 1):
+            try:
+                text = self.prompt(PASTE_PROMPT)
+            except (EOFError, OSError, RuntimeError, ValueError):
+                # Standard input is closed, at its end or missing: nothing will come.
+                self.inbox.cancel(self._nothing_to_read())
+                return
+            try:
+                query = pasted_query(text, redirect_uri=self.request.redirect_uri)
+            except CallbackError as exc:
+                reason = str(exc)
+            else:
+                outcome = self.inbox.deliver(query)
+                if outcome.final:
+                    return
+                reason = (
+                    "the pasted URL does not belong to this login (a tab of an older "
+                    "login?): paste the address the browser was sent to for this one"
+                )
+            left = _PASTE_ATTEMPTS - attempt
+            if left:
+                self.tell(
+                    Notice(
+                        "paste_refused",
+                        f"{reason} ({left} more {'try' if left == 1 else 'tries'})",
+                        redirect_uri=self.request.redirect_uri,
+                    )
+                )
+        self.inbox.cancel(
+            CallbackError(
+                f"{_PASTE_ATTEMPTS} pasted texts in a row were not the redirect URL of this "
+                "login; run the login again, approve, and paste the whole address from the "
+                f"browser's address bar (it starts with {self.request.redirect_uri})"
+            )
+        )
 
-    threading.Thread(target=paste_then_deliver, name="webex-tokens-paste", daemon=True).start()
-    return server.wait()
+    def _nothing_to_read(self) -> CallbackError:
+        instead = (
+            "or log in on a machine where a browser can open, without --no-browser"
+            if self.no_browser
+            else "or log in on a machine where a browser can open"
+        )
+        return CallbackError(
+            "no browser was opened and nothing can be read from standard input (it is "
+            "closed or at its end), so the redirect URL cannot be pasted; run the login in "
+            f"a terminal and paste the redirect URL there, {instead}"
+        )
 
 
-def _read_pasted(
-    request: AuthorizationRequest, prompt: Callable[[str], str], tell: _Teller
-) -> tuple[str, CallbackResult | OAuthError] | None:
-    """Prompt until a redirect URL parses: (its query, the result or the error to
-    raise), or None when nothing was pasted."""
-    for attempt in range(1, _PASTE_ATTEMPTS + 1):
-        try:
-            text = prompt(PASTE_PROMPT)
-        except (EOFError, KeyboardInterrupt, OSError):
-            return None
-        try:
-            result = parse_callback_url(text, request.state, redirect_uri=request.redirect_uri)
-        except CallbackError as exc:
-            if attempt == _PASTE_ATTEMPTS:
-                return "", exc
-            tell(Notice("paste_refused", f"error: {exc}", redirect_uri=request.redirect_uri))
-            continue
-        except OAuthError as exc:  # the user declined: the server reports it too
-            return urlsplit(text.strip()).query, exc
-        return urlsplit(text.strip()).query, result
-    return None
+def _timed_out(
+    request: AuthorizationRequest,
+    server: CallbackServer | None,
+    timeout: float,
+    refused: int,
+    *,
+    browser_opened: bool,
+) -> CallbackError:
+    """The timeout, with the likely causes for the route the login took."""
+    came = f"no sign-in came back to {request.redirect_uri} within {timeout:g} seconds" + (
+        f" ({refused} answer(s) of another login were refused)" if refused else ""
+    )
+    if browser_opened:
+        first = (
+            "the browser did not open or was closed before the sign-in finished (open the "
+            "URL shown above by hand, or log in with --no-browser to paste the redirect URL)"
+        )
+    else:
+        first = (
+            "the URL shown above was not opened and approved, or the address the browser "
+            "was sent to was not pasted here"
+        )
+    causes = [
+        first,
+        f"{request.redirect_uri} is not registered exactly for the integration, so Webex "
+        "showed redirect_uri_mismatch on its own page instead of coming back (register it "
+        f"at {PORTAL}, or set WEBEX_REDIRECT_URI to the one registered there)",
+    ]
+    if server is not None:
+        causes.append(
+            f"a firewall or another program on port {server.port} kept the browser from "
+            "reaching this machine"
+        )
+    listed = "; ".join(causes[:-1]) + "; or " + causes[-1]
+    return CallbackError(
+        f"{came}; the likely causes: {listed}; then run the login again (with a longer "
+        "--timeout if the sign-in needs more time)"
+    )
