@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import secrets
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -326,12 +328,18 @@ def test_not_reachable_on_a_non_loopback_address(server: CallbackServer) -> None
         client.settimeout(2)
         with pytest.raises((ConnectionRefusedError, TimeoutError)):
             client.connect((address, server.port))
-    assert server._server.server_address[0] == "127.0.0.1"
+    assert all(ipaddress.ip_address(a).is_loopback for a in server.addresses)
 
 
-def test_localhost_binds_127_0_0_1_only() -> None:
+def test_127_0_0_1_binds_that_address_only() -> None:
+    with CallbackServer("http://127.0.0.1:0/cb", STATE) as callback:
+        assert callback.addresses == ("127.0.0.1",)
+        assert callback.redirect_uri == f"http://127.0.0.1:{callback.port}/cb"
+
+
+def test_localhost_keeps_its_name_in_the_redirect_uri() -> None:
     with CallbackServer("http://localhost:0/cb", STATE) as callback:
-        assert callback._server.server_address[0] == "127.0.0.1"
+        assert "127.0.0.1" in callback.addresses
         assert callback.redirect_uri == f"http://localhost:{callback.port}/cb"
 
 
@@ -512,3 +520,181 @@ def test_parse_callback_url_elsewhere() -> None:
     with pytest.raises(CallbackError, match="not to the redirect URI") as caught:
         parse_callback_url(url, STATE, redirect_uri="http://localhost:8000/cb")
     assert "abc" not in str(caught.value)
+
+
+# -- every address of localhost, and no other program on them (issue 12 #11) ----------
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+needs_ipv6 = pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no ::1")
+
+
+@needs_ipv6
+def test_localhost_is_served_on_ipv4_and_ipv6_loopback() -> None:
+    with CallbackServer(f"http://localhost:0{PATH}", STATE, timeout=5) as callback:
+        assert set(callback.addresses) >= {"127.0.0.1", "::1"}
+        v6 = get(f"http://[::1]:{callback.port}{PATH}?code=c&state=wrong")
+        assert v6.status_code == 400 and b"state mismatch" in v6.content
+        v4 = get(url_of(callback, {"code": "real", "state": STATE}))
+        assert v4.status_code == 200
+        assert callback.wait().code == "real"
+
+
+@needs_ipv6
+def test_another_program_on_ipv6_loopback_port_is_refused_clearly() -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import socket, sys\n"
+            "s = socket.socket(socket.AF_INET6)\n"
+            "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)\n"
+            "s.bind(('::1', 0)); s.listen()\n"
+            "print(s.getsockname()[1], flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        port = int(holder.stdout.readline())
+        with pytest.raises(CallbackError) as caught:
+            CallbackServer(f"http://localhost:{port}{PATH}", STATE)
+        message = str(caught.value)
+        assert "::1" in message and f"port {port}" in message and "already in use" in message
+        assert "--port" in message
+        # Nothing of ours is left listening on 127.0.0.1 for that port.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=10)
+
+
+# -- a robust server: idle, slow, many and huge (issue 12 #12) ---------------------------
+
+
+@pytest.fixture
+def quick() -> Iterator[CallbackServer]:
+    """A server that gives each connection 0.5 s and holds at most 8 at once."""
+    with CallbackServer(
+        f"http://localhost:0{PATH}", STATE, timeout=10, connection_timeout=0.5, max_connections=8
+    ) as callback:
+        yield callback
+
+
+@pytest.fixture
+def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[BaseException | None]:
+    """Exceptions that escaped any thread during the test."""
+    seen: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
+    return seen
+
+
+def test_idle_connection_is_closed_quietly(
+    quick: CallbackServer,
+    thread_errors: list[BaseException | None],
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="webex_tokens")
+    with socket.create_connection(("127.0.0.1", quick.port)) as idle:
+        idle.settimeout(5)
+        started = time.monotonic()
+        assert idle.recv(100) == b""  # closed by the server, nothing sent
+        assert time.monotonic() - started < 3
+    time.sleep(0.2)
+    assert thread_errors == []
+    assert "Traceback" not in capfd.readouterr().err
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert get(url_of(quick, {"code": "real", "state": STATE})).status_code == 200
+
+
+def test_slow_loris_is_cut_off_at_the_connection_timeout(
+    quick: CallbackServer, thread_errors: list[BaseException | None]
+) -> None:
+    request = f"GET {PATH}?code=c&state={STATE} HTTP/1.1\r\nHost: localhost\r\n".encode()
+    with socket.create_connection(("127.0.0.1", quick.port)) as slow:
+        started = time.monotonic()
+        closed_after = None
+        for byte in request * 20:
+            try:
+                slow.send(bytes([byte]))
+            except OSError:
+                closed_after = time.monotonic() - started
+                break
+            time.sleep(0.05)
+            if time.monotonic() - started > 5:
+                break
+        if closed_after is None:  # the kernel may still accept bytes: the read says it
+            slow.settimeout(2)
+            with contextlib.suppress(OSError):
+                assert slow.recv(100) == b""
+            closed_after = time.monotonic() - started
+    assert closed_after < 3
+    assert thread_errors == []
+    assert quick.inbox.refused == 0  # a request never completed is not a callback
+
+
+def test_a_flood_of_connections_is_bounded_and_the_callback_still_gets_through(
+    quick: CallbackServer,
+    thread_errors: list[BaseException | None],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    before = threading.active_count()
+    flood = [socket.create_connection(("127.0.0.1", quick.port)) for _ in range(100)]
+    try:
+        time.sleep(0.3)
+        assert threading.active_count() - before <= 8 + 2
+        thread, outcome = wait_in_thread(quick)
+        # The newest connection is served: the idle flood is evicted to make room.
+        response = get(url_of(quick, {"code": "real", "state": STATE}))
+        assert response.status_code == 200
+        thread.join(5)
+        assert isinstance(outcome[0], CallbackResult)
+    finally:
+        for connection in flood:
+            connection.close()
+    assert thread_errors == []
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_request_line_over_64_kib_is_answered_414(
+    quick: CallbackServer, thread_errors: list[BaseException | None]
+) -> None:
+    line = f"GET {PATH}?code={'a' * 70 * 1024}&state={STATE} HTTP/1.1\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", quick.port)) as client:
+        client.settimeout(5)
+        client.sendall(line)
+        answer = b""
+        with contextlib.suppress(OSError):
+            while chunk := client.recv(65536):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.")
+    assert b" 414 " in answer.split(b"\r\n", 1)[0]
+    assert b"Content-Security-Policy" in answer and b"<!doctype html>" in answer
+    assert b"aaaaaaaa" not in answer
+    assert thread_errors == []
+    assert quick.inbox.refused == 0
+    assert get(url_of(quick, {"code": "real", "state": STATE})).status_code == 200
+
+
+def test_too_many_headers_are_answered_431(quick: CallbackServer) -> None:
+    headers = "".join(f"X-{n}: {n}\r\n" for n in range(200))
+    request = f"GET {PATH}?code=c&state={STATE} HTTP/1.1\r\n{headers}\r\n".encode()
+    with socket.create_connection(("127.0.0.1", quick.port)) as client:
+        client.settimeout(5)
+        client.sendall(request)
+        status_line = client.recv(65536).split(b"\r\n", 1)[0]
+    assert b" 431 " in status_line

@@ -1,15 +1,20 @@
 """The loopback callback server that receives the authorization code from the browser.
 
-:class:`CallbackServer` binds the loopback interface only (``127.0.0.1``, or ``::1`` when the
-redirect URI names ``[::1]``), serves exactly the redirect URI's path with ``GET``, checks
+:class:`CallbackServer` listens on this machine only: for a ``localhost`` redirect URI on
+every address ``localhost`` stands for (127.0.0.1 and ::1), so no other local program
+can take the one left free, and for ``127.0.0.1`` or ``[::1]`` on that address
+(:mod:`webex_tokens.loopback` does the sockets, with a time limit per connection and a
+cap on connections). It serves exactly the redirect URI's path with ``GET``, checks
 ``state`` in constant time, and stops after one successful callback or the timeout. Every
 answer is a small HTML page in bytes, never a redirect, with ``Cache-Control: no-store`` and
 a strict Content-Security-Policy; error text from the query is escaped and no code, state or
 secret appears in a page.
 
-:func:`handle_callback_query` is the same validation as a pure function, for web-app routes
-(FastAPI, Flask) that receive the callback themselves; :func:`parse_callback_url` applies
-it to a redirect URL the user pasted (no-browser mode).
+:class:`CallbackInbox` is where the one answer of a login arrives and is judged, from
+the browser or from a redirect URL pasted in (delivered in-process, never over HTTP).
+:func:`handle_callback_query` is the same validation as a pure function, for web-app
+routes (FastAPI, Flask) that receive the callback themselves; :func:`parse_callback_url`
+applies it to a redirect URL the user pasted (no-browser mode).
 """
 
 from __future__ import annotations
@@ -17,48 +22,41 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hmac
-import html
 import logging
-import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from .errors import AuthorizationDenied, CallbackError, OAuthError
+from .errors import (
+    AuthorizationDenied,
+    CallbackError,
+    OAuthError,
+    RedirectURIMismatch,
+    TokenEndpointError,
+)
+from .loopback import PAGE_HEADERS, BindError, LoopbackServer, Reply, render_page
+from .scrubbing import printable
 from .token import fingerprint
 
 __all__ = [
     "PAGE_HEADERS",
+    "CallbackInbox",
     "CallbackOutcome",
     "CallbackResult",
     "CallbackServer",
+    "browser_message",
     "handle_callback_query",
+    "is_loopback_redirect_uri",
     "parse_callback_url",
+    "pasted_query",
     "render_page",
 ]
 
 _log = logging.getLogger(__name__)
 
-#: Headers sent with every callback page.
-PAGE_HEADERS: tuple[tuple[str, str], ...] = (
-    ("Content-Type", "text/html; charset=utf-8"),
-    ("Cache-Control", "no-store"),
-    ("Pragma", "no-cache"),
-    (
-        "Content-Security-Policy",
-        "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
-        "form-action 'none'; frame-ancestors 'none'",
-    ),
-    ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
-)
-
 _LOOPBACK_HOSTS = {"localhost": "127.0.0.1", "127.0.0.1": "127.0.0.1", "::1": "::1"}
 _MAX_CODE_LENGTH = 4096
-_MAX_SHOWN = 200
 _RETRY_HINT = "run the login again, or use --no-browser to paste the redirect URL instead"
 
 
@@ -109,28 +107,48 @@ class CallbackOutcome:
         return self.result
 
 
-def render_page(title: str, message: str) -> bytes:
-    """A minimal HTML page with ``title`` and ``message`` escaped, as UTF-8 bytes."""
-    title, message = html.escape(title), html.escape(message)
+def browser_message(error: OAuthError) -> str:
+    """What a browser is told when a sign-in failed after its callback: one generic
+    sentence chosen by the kind of failure, with no text from Webex and no detail an
+    attacker could use; the full message of ``error`` belongs in the server's log.
+
+    For a web route that exchanges the code itself (the FastAPI and Flask login
+    routes): render it with :func:`render_page` and log ``error``.
+    """
+    if isinstance(error, RedirectURIMismatch):
+        return (
+            "This site's Webex sign-in is not set up for this address; "
+            "tell the site's administrator."
+        )
+    if isinstance(error, TokenEndpointError):
+        if error.error == "invalid_grant":
+            return "This sign-in expired or was already used. Start the sign-in again."
+        if error.error == "invalid_client":
+            return "This site's Webex sign-in is misconfigured; tell the site's administrator."
+        if error.delivered is not True:
+            return "Webex did not complete the sign-in in time. Start the sign-in again."
+    if isinstance(error, AuthorizationDenied):
+        return "Access was not granted. You can close this tab."
     return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{title}</title><style>body{{font-family:sans-serif;margin:3em auto;"
-        "max-width:36em;line-height:1.5}</style></head>"
-        f"<body><h1>{title}</h1><p>{message}</p></body></html>"
-    ).encode()
+        "Webex could not complete the sign-in. Start the sign-in again; if it keeps "
+        "failing, tell the site's administrator."
+    )
 
 
-def _printable(text: str) -> str:
-    """Outside text made safe for a message: control characters dropped, length capped."""
-    cleaned = "".join(ch if ch.isprintable() else " " for ch in text).strip()
-    return cleaned if len(cleaned) <= _MAX_SHOWN else cleaned[: _MAX_SHOWN - 3] + "..."
+def is_loopback_redirect_uri(uri: str) -> bool:
+    """True when ``uri`` is an ``http://`` address on this machine (``localhost``,
+    ``127.0.0.1`` or ``[::1]``): one a :class:`CallbackServer` can serve."""
+    parts = urlsplit(uri)
+    return parts.scheme == "http" and (parts.hostname or "").lower() in _LOOPBACK_HOSTS
 
 
 def _state_matches(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8"))
 
 
-def handle_callback_query(query: str, expected_state: str) -> CallbackOutcome:
+def handle_callback_query(
+    query: str, expected_state: str, *, retry_hint: str = _RETRY_HINT
+) -> CallbackOutcome:
     """Validate the query string of one callback request against the login's ``state``.
 
     Order of checks: ``state`` (constant-time; a wrong or missing one is refused without
@@ -140,6 +158,7 @@ def handle_callback_query(query: str, expected_state: str) -> CallbackOutcome:
     Args:
         query: the raw query string (``code=...&state=...``), without the ``?``.
         expected_state: the ``state`` sent in the authorization request.
+        retry_hint: what the error messages tell the user to do next.
 
     Returns:
         A :class:`CallbackOutcome`; its ``error`` is an :class:`AuthorizationDenied` or a
@@ -158,7 +177,7 @@ def handle_callback_query(query: str, expected_state: str) -> CallbackOutcome:
             render_page("Sign-in failed", "The sign-in response repeated a parameter."),
             error=CallbackError(
                 "the callback repeated a code, state or error parameter and was refused; "
-                + _RETRY_HINT
+                + retry_hint
             ),
             final=False,
         )
@@ -174,14 +193,14 @@ def handle_callback_query(query: str, expected_state: str) -> CallbackOutcome:
             ),
             error=CallbackError(
                 "the callback's state does not match this login (a stale tab or a forged "
-                "request), so it was refused; " + _RETRY_HINT
+                "request), so it was refused; " + retry_hint
             ),
             final=False,
         )
     error = values.get("error")
     if error is not None:
-        code_shown = _printable(error) or "(empty)"
-        description = _printable(values.get("error_description", ""))
+        code_shown = printable(error) or "(empty)"
+        description = printable(values.get("error_description", ""))
         if error == "access_denied":
             return CallbackOutcome(
                 400,
@@ -208,7 +227,7 @@ def handle_callback_query(query: str, expected_state: str) -> CallbackOutcome:
                 f"Webex reported an error at the callback: {code_shown}"
                 + (f": {description}" if description else "")
                 + "; check the integration's client ID, scopes and redirect URI, then "
-                + _RETRY_HINT
+                + retry_hint
             ),
         )
     code = values.get("code", "")
@@ -223,7 +242,7 @@ def handle_callback_query(query: str, expected_state: str) -> CallbackOutcome:
             ),
             error=CallbackError(
                 "Insufficient parameters for OAuth2 callback: the redirect carried no "
-                f"code (parameters received: {_printable(received)}); " + _RETRY_HINT
+                f"code (parameters received: {printable(received)}); " + retry_hint
             ),
         )
     if len(code) > _MAX_CODE_LENGTH or not code.isprintable():
@@ -231,7 +250,7 @@ def handle_callback_query(query: str, expected_state: str) -> CallbackOutcome:
             400,
             render_page("Sign-in failed", "The authorization code is malformed."),
             error=CallbackError(
-                "the authorization code in the callback is malformed; " + _RETRY_HINT
+                "the authorization code in the callback is malformed; " + retry_hint
             ),
         )
     return CallbackOutcome(
@@ -262,6 +281,21 @@ def parse_callback_url(
             state, carries no code, or reports an error from Webex.
         AuthorizationDenied: the user declined (``error=access_denied``).
     """
+    query = pasted_query(url, redirect_uri=redirect_uri)
+    return handle_callback_query(query, expected_state).raise_for_error()
+
+
+def pasted_query(url: str, *, redirect_uri: str | None = None) -> str:
+    """The query of a redirect URL the user pasted, once it is seen to be one.
+
+    Args:
+        url: the pasted text.
+        redirect_uri: when given, the pasted URL must point at this redirect URI
+            (scheme, host, port and path).
+
+    Raises:
+        CallbackError: the text is not a redirect URL, or points elsewhere.
+    """
     text = url.strip()
     parts = urlsplit(text)
     if not parts.query or not parts.scheme or not parts.netloc:
@@ -278,70 +312,97 @@ def parse_callback_url(
         ):
             shown = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
             raise CallbackError(
-                f"the pasted URL goes to {_printable(shown)}, not to the redirect URI "
+                f"the pasted URL goes to {printable(shown)}, not to the redirect URI "
                 f"{redirect_uri}; paste the address Webex redirected to after approving"
             )
-    return handle_callback_query(parts.query, expected_state).raise_for_error()
+    return parts.query
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    owner: CallbackServer
+class CallbackInbox:
+    """Where the one answer of a login arrives: each is judged against the login's
+    ``state``, the first final one is kept, and a waiter is woken.
 
+    A browser's request is judged by the :class:`CallbackServer` and settled once the
+    browser has its page; a pasted redirect URL is :meth:`deliver`-ed straight in.
 
-class _IPv6Server(_Server):
-    address_family = socket.AF_INET6
+    Args:
+        expected_state: the ``state`` sent in the authorization request.
+        retry_hint: what error messages tell the user to do next.
 
+    Attributes:
+        refused: how many answers were refused without ending the login (wrong state).
+    """
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "webex-tokens"
-    sys_version = ""
-    timeout = 10  # an idle browser preconnection must not hold a thread for long
+    def __init__(self, expected_state: str, *, retry_hint: str = _RETRY_HINT) -> None:
+        if not expected_state:
+            raise CallbackError("the login has no state to check the callback against")
+        self.expected_state = expected_state
+        self.retry_hint = retry_hint
+        self.refused = 0
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._outcome: CallbackOutcome | None = None
 
-    def log_message(self, format: str, *args: Any) -> None:
-        # The request line holds the code and the state: keep them out of every log.
-        _log.debug("callback %s %s", self.command, urlsplit(self.path).path)
+    def __repr__(self) -> str:
+        return f"CallbackInbox(done={self._done.is_set()})"
 
-    def _answer(self, status: int, page: bytes, extra: tuple[tuple[str, str], ...] = ()) -> None:
-        self.send_response(status)
-        for name, value in (*PAGE_HEADERS, *extra):
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(page)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(page)
-        self.close_connection = True
+    def judge(self, query: str) -> CallbackOutcome:
+        """Judge one callback query; the first final outcome is kept (the waiter is not
+        woken yet: :meth:`settle`). After it, every answer is refused."""
+        with self._lock:
+            if self._outcome is not None:
+                return CallbackOutcome(
+                    400,
+                    render_page(
+                        "Sign-in already finished",
+                        "This sign-in has already been completed; this request was ignored.",
+                    ),
+                    error=CallbackError("this login has already finished"),
+                    final=False,
+                )
+            outcome = handle_callback_query(query, self.expected_state, retry_hint=self.retry_hint)
+            if outcome.final:
+                self._outcome = outcome
+            else:
+                self.refused += 1
+            return outcome
 
-    def do_GET(self) -> None:
-        owner = self.server.owner
-        parts = urlsplit(self.path)
-        if parts.path != owner.path:
-            self._answer(404, render_page("Not found", "This address serves nothing."))
-            return
-        status, page, final = owner._receive(parts.query)
-        try:
-            self._answer(status, page)
-        finally:
-            if final:
-                # Only now: a CLI that exits right after wait() still delivers the page.
-                owner._done.set()
+    def settle(self) -> None:
+        """Wake the waiter when a final outcome is kept."""
+        with self._lock:
+            if self._outcome is not None:
+                self._done.set()
 
-    def _method_not_allowed(self) -> None:
-        self._answer(
-            405,
-            render_page("Method not allowed", "Only GET is served here."),
-            (("Allow", "GET"),),
-        )
+    def deliver(self, query: str) -> CallbackOutcome:
+        """Judge ``query`` (a pasted redirect URL's) and, when final, end the wait."""
+        outcome = self.judge(query)
+        self.settle()
+        return outcome
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _method_not_allowed
+    def cancel(self, error: OAuthError) -> None:
+        """End the wait with ``error``, unless an outcome came first."""
+        with self._lock:
+            if self._outcome is None:
+                self._outcome = CallbackOutcome(400, b"", error=error)
+            self._done.set()
+
+    def wait(self, timeout: float | None) -> CallbackOutcome | None:
+        """The final outcome, or None when ``timeout`` seconds passed without one."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # Short waits keep Ctrl-C responsive in the main thread.
+        while not self._done.wait(
+            0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
+        ):
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+        with self._lock:
+            return self._outcome
 
 
 class CallbackServer:
     """A one-shot HTTP server on loopback that waits for Webex's redirect to the redirect URI.
 
-    The port is bound when the server is built, so a taken port is reported at once.
+    The addresses are bound when the server is built, so a taken port is reported at once.
 
     Args:
         redirect_uri: the registered redirect URI (``http://localhost:8000/...``); its host
@@ -350,16 +411,19 @@ class CallbackServer:
         port: a port to use instead of the redirect URI's (0 picks a free one; the
             :attr:`redirect_uri` attribute then holds the actual port).
         timeout: seconds :meth:`wait` waits for the callback.
+        connection_timeout: seconds each connection has to send its whole request.
+        max_connections: connections served at once (the oldest idle one makes room).
 
     Attributes:
         port: the bound port.
+        addresses: the addresses listened on (``localhost``: 127.0.0.1 and ::1).
         redirect_uri: the redirect URI with the bound port.
         path: the only path served.
-        refused: how many requests were refused without ending the flow (wrong state).
+        inbox: where the answer arrives (:class:`CallbackInbox`).
 
     Raises:
         CallbackError: the redirect URI is not an ``http`` loopback URI, or the port is
-            taken or not permitted.
+            taken or not permitted on one of the addresses.
     """
 
     def __init__(
@@ -369,6 +433,8 @@ class CallbackServer:
         *,
         port: int | None = None,
         timeout: float = 300.0,
+        connection_timeout: float = 10.0,
+        max_connections: int = 16,
     ) -> None:
         parts = urlsplit(redirect_uri)
         try:
@@ -382,76 +448,58 @@ class CallbackServer:
                 "machine, so no local server can receive the callback; register and use "
                 "http://localhost:PORT/PATH, or use --no-browser to paste the redirect URL"
             )
-        if not expected_state:
-            raise CallbackError("the login has no state to check the callback against")
+        self.inbox = CallbackInbox(expected_state)
         self.expected_state = expected_state
         self.timeout = timeout
         self.path = parts.path or "/"
-        self.refused = 0
         bind_port = uri_port if port is None else port
         if bind_port is None:
             bind_port = 80
-        self._bind_host = _LOOPBACK_HOSTS[host]
-        server_class = _IPv6Server if self._bind_host == "::1" else _Server
         try:
-            self._server = server_class((self._bind_host, bind_port), _Handler)
-        except OSError as exc:
-            raise self._bind_error(exc, bind_port) from None
-        self._server.owner = self
-        self.port: int = int(self._server.server_address[1])
-        netloc = f"[{parts.hostname}]" if self._bind_host == "::1" else parts.hostname or host
+            self._listener = LoopbackServer(
+                host,
+                bind_port,
+                self,
+                connection_timeout=connection_timeout,
+                max_connections=max_connections,
+            )
+        except BindError as exc:
+            raise _bind_error(exc) from None
+        self.port: int = self._listener.port
+        self.addresses = self._listener.addresses
+        netloc = f"[{parts.hostname}]" if host == "::1" else parts.hostname or host
         self.redirect_uri = urlunsplit(
             (parts.scheme, f"{netloc}:{self.port}", parts.path, parts.query, "")
         )
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._outcome: CallbackOutcome | None = None
-        self._thread: threading.Thread | None = None
         self._closed = False
-
-    def _bind_error(self, exc: OSError, port: int) -> CallbackError:
-        where = f"{self._bind_host} port {port}"
-        if exc.errno == errno.EADDRINUSE:
-            return CallbackError(
-                f"{where} is already in use, so the login callback cannot be received there; "
-                f"stop the program using port {port}, or pass --port with another port and "
-                "register the matching redirect URI with your Webex integration"
-            )
-        if exc.errno in (errno.EACCES, errno.EPERM):
-            return CallbackError(
-                f"not permitted to listen on {where}; use a redirect URI with a port above "
-                "1023 (register it with your Webex integration) or pass --port"
-            )
-        return CallbackError(
-            f"cannot listen on {where} ({exc.strerror or exc}); pass --port with another "
-            "port and register the matching redirect URI with your Webex integration"
-        )
 
     def __repr__(self) -> str:
         return f"CallbackServer({self.redirect_uri!r})"
 
-    def _receive(self, query: str) -> tuple[int, bytes, bool]:
-        """Judge one request to the callback path: (status, page, whether it ends the flow).
+    @property
+    def refused(self) -> int:
+        """How many requests were refused without ending the flow (wrong state)."""
+        return self.inbox.refused
 
-        Called from the server's threads; the first final outcome is kept, later requests
-        are refused.
-        """
-        with self._lock:
-            if self._outcome is not None:
-                return (
-                    400,
-                    render_page(
-                        "Sign-in already finished",
-                        "This sign-in has already been completed; this request was ignored.",
-                    ),
-                    False,
-                )
-            outcome = handle_callback_query(query, self.expected_state)
-            if outcome.final:
-                self._outcome = outcome
-            else:
-                self.refused += 1
-            return outcome.status, outcome.page, outcome.final
+    def respond(self, method: str, target: str) -> Reply:
+        """The page for one request (called by the listener's threads)."""
+        parts = urlsplit(target)
+        if method != "GET":
+            return Reply(
+                405,
+                render_page("Method not allowed", "Only GET is served here."),
+                (("Allow", "GET"),),
+            )
+        if parts.path != self.path:
+            return Reply(404, render_page("Not found", "This address serves nothing."))
+        outcome = self.inbox.judge(parts.query)
+        # Settled only once the page is sent: a CLI that exits right after wait() still
+        # delivers the page.
+        return Reply(outcome.status, outcome.page, after=self.inbox.settle)
+
+    def deliver(self, query: str) -> CallbackOutcome:
+        """Judge a pasted redirect URL's query in-process, as if the browser had sent it."""
+        return self.inbox.deliver(query)
 
     def start(self) -> CallbackServer:
         """Serve in a daemon thread; returns self.
@@ -461,15 +509,14 @@ class CallbackServer:
         """
         if self._closed:
             raise CallbackError("this callback server was stopped; create a new one")
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"webex-tokens-callback:{self.port}",
-                daemon=True,
-            )
-            self._thread.start()
+        self._listener.start()
         return self
+
+    def outcome(self, timeout: float | None = None) -> CallbackOutcome | None:
+        """Serve until a final outcome arrives (None after ``timeout`` seconds, default
+        :attr:`timeout`); the server keeps serving."""
+        self.start()
+        return self.inbox.wait(self.timeout if timeout is None else timeout)
 
     def wait(self) -> CallbackResult:
         """Serve until one valid callback arrives or :attr:`timeout` passes, then stop.
@@ -482,17 +529,10 @@ class CallbackServer:
             CallbackError: Webex reported another error, the code was missing, or no valid
                 callback came in time.
         """
-        self.start()
-        deadline = time.monotonic() + self.timeout
         try:
-            # Short waits keep Ctrl-C responsive in the main thread.
-            while not self._done.wait(min(0.5, max(0.0, deadline - time.monotonic()))):
-                if time.monotonic() >= deadline:
-                    break
+            outcome = self.outcome()
         finally:
             self.stop()
-        with self._lock:
-            outcome = self._outcome
         if outcome is None:
             refused = (
                 f" ({self.refused} callback(s) with a wrong state were refused)"
@@ -511,10 +551,7 @@ class CallbackServer:
         if self._closed:
             return
         self._closed = True
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-        self._server.server_close()
+        self._listener.stop()
 
     def __enter__(self) -> CallbackServer:
         return self.start()
@@ -526,3 +563,28 @@ class CallbackServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _bind_error(exc: BindError) -> CallbackError:
+    where = f"{exc.address} port {exc.port}"
+    port = exc.port
+    if exc.errno == errno.EADDRINUSE:
+        shared = (
+            " (a browser going to localhost may reach that program instead of this login)"
+            if exc.address not in ("127.0.0.1",)
+            else ""
+        )
+        return CallbackError(
+            f"{where} is already in use{shared}, so the login callback cannot be received "
+            f"there; stop the program using port {port}, or pass --port with another port "
+            "and register the matching redirect URI with your Webex integration"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return CallbackError(
+            f"not permitted to listen on {where}; use a redirect URI with a port above "
+            "1023 (register it with your Webex integration) or pass --port"
+        )
+    return CallbackError(
+        f"cannot listen on {where} ({exc.strerror or exc}); pass --port with another "
+        "port and register the matching redirect URI with your Webex integration"
+    )

@@ -141,10 +141,13 @@ class TokenEndpointError(OAuthError):
         error: the OAuth2 ``error`` code (``invalid_client``, ...), or None.
         description: the ``error_description`` sent by the server (scrubbed of every
             secret the request carried), or None.
-        delivered: whether the request reached Webex: True when an answer came, False
-            when it provably did not (the connection failed), None when nobody can tell
-            (the answer timed out): Webex may then have used a refresh token that must
-            not be presented again.
+        delivered: whether the request reached Webex: True when Webex answered and
+            did not act on it (an OAuth error, a 429), False when it provably did not
+            reach Webex (the connection could not be made), None when nobody can tell
+            whether Webex acted on it (no answer in time, the connection dropped after
+            the request was sent, a server error without ``Retry-After``, a success
+            that cannot be read): Webex may then have used a refresh token or code
+            that must not be presented again.
     """
 
     def __init__(

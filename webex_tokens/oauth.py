@@ -1,19 +1,15 @@
-"""Webex OAuth2 on Authlib: authorization URLs with PKCE, code exchange, refresh, login.
+"""Webex OAuth2 on Authlib: authorization URLs with PKCE, code exchange, refresh, whoami.
 
 :class:`WebexOAuth` wraps Authlib's requests ``OAuth2Session`` with what Webex needs and
 what Authlib leaves to the caller:
 
 - a fresh ``state`` and PKCE ``code_verifier`` (S256) for every authorization request,
   and a check at code exchange that the request was not swapped or altered;
-- retries: ``429`` waits for ``Retry-After`` (up to ``max_retry_after``), ``5xx``,
-  timeouts and connection errors back off exponentially, ``max_retries`` times;
-- token-endpoint errors turned into the library's own errors, each saying what to do
-  (:class:`~webex_tokens.errors.TokenEndpointError`,
-  :class:`~webex_tokens.errors.RedirectURIMismatch`,
-  :class:`~webex_tokens.errors.ReauthorizationRequired`);
-- :meth:`WebexOAuth.login`: the whole flow on this machine through a loopback
-  :class:`~webex_tokens.callback.CallbackServer`, with a paste-the-URL fallback when no
-  browser opens.
+- every request to Webex sent through :class:`~webex_tokens.token_endpoint.TokenEndpoint`,
+  which decides what is retried and turns each answer into a token or the library's own
+  error (:mod:`webex_tokens.token_endpoint`);
+- :meth:`WebexOAuth.login`: the whole flow on this machine through a loopback callback
+  server (:mod:`webex_tokens.login`).
 
 Nothing here logs or puts in a message an access token, a refresh token, the client
 secret, an authorization code or a PKCE verifier. Requests' and urllib3's own DEBUG
@@ -24,42 +20,42 @@ body, so no secret is ever in a logged URL.
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 import hmac
 import logging
-import math
-import os
-import random
 import secrets
-import sys
-import threading
-import time
-import urllib.error
-import urllib.request
 import webbrowser
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timezone
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-import requests
-from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from .callback import CallbackResult, CallbackServer, parse_callback_url
 from .errors import (
     CallbackError,
     ConfigError,
-    InvalidToken,
     OAuthError,
     ReauthorizationRequired,
-    RedirectURIMismatch,
-    TokenEndpointError,
 )
+from .login import login_command
+from .scrubbing import Scrubber, printable
+from .sessions import SessionPerThread
 from .settings import DEFAULT_BASE_URL, DEFAULT_REDIRECT_URI, DEFAULT_SCOPES
 from .token import Token
+from .token_answer import token_from_answer
+from .token_endpoint import (
+    AUTHORIZATION_CODE,
+    DEFAULT_BACKOFF,
+    DEFAULT_MAX_RETRY_AFTER,
+    PEOPLE_ME,
+    PORTAL,
+    REFRESH,
+    RetryPolicy,
+    TokenEndpoint,
+    redirect_uri_mismatch_message,
+)
 
 if TYPE_CHECKING:
+    from .login import Notify
     from .settings import Settings
 
 __all__ = [
@@ -74,42 +70,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
-
-#: Longest ``Retry-After`` honoured by default; a longer one ends the retries at once.
-DEFAULT_MAX_RETRY_AFTER: Final = 60.0
-#: Backoff before the first retry of a 5xx, a timeout or a connection error (doubles).
-DEFAULT_BACKOFF: Final = 0.5
-_MAX_BACKOFF: Final = 8.0
-_MAX_SHOWN: Final = 200
-_PASTE_ATTEMPTS: Final = 5
 _MAX_CODE_LENGTH: Final = 4096
-_PORTAL = "https://developer.webex.com/my-apps"
-
-
-def login_command(name: str | None) -> str:
-    """The command that logs an account in again (``webex-tokens login --name NAME``)."""
-    import shlex
-
-    return "webex-tokens login" + (f" --name {shlex.quote(name)}" if name else "")
-
-
-def redirect_uri_mismatch_message(redirect_uri: str, detail: str | None = None) -> str:
-    """The explanation of ``redirect_uri_mismatch`` with both ways to fix it."""
-    return (
-        "Webex refused the redirect URI (redirect_uri_mismatch"
-        + (f": {_printable(detail)}" if detail else "")
-        + f"): {redirect_uri} must match a redirect URI registered for the integration "
-        "exactly, including http/https, host, port and path; fix it either way: edit the "
-        f"integration at {_PORTAL} and set its redirect URI to {redirect_uri}, or set "
-        "WEBEX_REDIRECT_URI to the redirect URI registered there (and restart)"
-    )
-
-
-def _printable(text: object) -> str:
-    """Outside text made safe for a message: control characters dropped, length capped."""
-    cleaned = " ".join("".join(c if c.isprintable() else " " for c in str(text)).split())
-    return cleaned if len(cleaned) <= _MAX_SHOWN else cleaned[: _MAX_SHOWN - 3] + "..."
+_MIN_STATE_LENGTH: Final = 22  # 128 bits in URL-safe base64
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -135,49 +97,6 @@ class AuthorizationRequest:
         return f"AuthorizationRequest(redirect_uri={self.redirect_uri!r})"
 
 
-class _Retry(Exception):
-    """A token-endpoint answer worth retrying (429 or 5xx)."""
-
-    def __init__(self, status: int, retry_after: float | None) -> None:
-        super().__init__(status)
-        self.status = status
-        self.retry_after = retry_after
-
-
-def _read_environment_once(session: requests.Session, base_url: str) -> None:
-    """Apply the proxy (``HTTPS_PROXY``, ``NO_PROXY``...) and CA bundle
-    (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) settings of the environment to
-    ``session`` once, as requests would, instead of on every request: requests reads
-    them (and ``~/.netrc``) again for each one, about a tenth of a millisecond a time.
-    Every request of the session goes to ``base_url``'s host, so the answer is the same.
-    """
-    proxies = requests.utils.get_environ_proxies(base_url)
-    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-    session.trust_env = False
-    session.proxies.update(proxies)
-    if bundle:
-        session.verify = bundle
-
-
-def _retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        seconds = when.timestamp() - (now if now is not None else time.time())
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
 class WebexOAuth:
     """The OAuth2 client of one Webex integration.
 
@@ -189,11 +108,12 @@ class WebexOAuth:
         base_url: the Webex API base (``https://webexapis.com/v1``); endpoints are
             ``{base_url}/authorize``, ``{base_url}/access_token``, ``{base_url}/people/me``.
         timeout: seconds to wait for each HTTP answer.
-        max_retries: how many times a 429, 5xx, timeout or connection error is retried.
+        max_retries: how many times a failure worth retrying is retried (see
+            :mod:`webex_tokens.token_endpoint` for which ones are).
         max_retry_after: the longest ``Retry-After`` waited for; a longer one ends the
             retries with :class:`~webex_tokens.errors.TokenEndpointError`.
-        backoff: seconds before the first retry of a 5xx, timeout or connection error;
-            doubled for each further retry, at most 8 seconds.
+        backoff: seconds before the first retry without a ``Retry-After``; doubled for
+            each further retry, at most 8 seconds.
 
     Raises:
         ConfigError: a credential is empty, or a URL or number is invalid.
@@ -215,12 +135,12 @@ class WebexOAuth:
         if not isinstance(client_id, str) or not client_id.strip():
             raise ConfigError(
                 "the client ID is empty; set WEBEX_CLIENT_ID to the client ID of your "
-                f"integration (see {_PORTAL})"
+                f"integration (see {PORTAL})"
             )
         if not isinstance(client_secret, str) or not client_secret.strip():
             raise ConfigError(
                 "the client secret is empty; set WEBEX_CLIENT_SECRET to the client secret "
-                f"of your integration (see {_PORTAL})"
+                f"of your integration (see {PORTAL})"
             )
         _check_url(redirect_uri, "redirect URI", "WEBEX_REDIRECT_URI")
         _check_url(base_url, "base URL", "WEBEX_BASE_URL")
@@ -229,22 +149,23 @@ class WebexOAuth:
         scope_list = tuple(s for scope in scopes for s in str(scope).split())
         if not scope_list:
             raise ConfigError("no scopes given; set WEBEX_SCOPES, e.g. to spark:all")
-        if not timeout > 0:
-            raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
-        if max_retries < 0:
-            raise ConfigError(f"max_retries must be 0 or more, not {max_retries!r}")
-        if not max_retry_after >= 0 or not backoff >= 0:
-            raise ConfigError("max_retry_after and backoff must be 0 or more seconds")
+        policy = RetryPolicy(
+            timeout=float(timeout),
+            max_retries=int(max_retries),
+            max_retry_after=float(max_retry_after),
+            backoff=float(backoff),
+        )
         self.client_id = client_id.strip()
         self._client_secret = client_secret.strip()
         self.redirect_uri = redirect_uri
         self.scopes = scope_list
         self.base_url = base_url.rstrip("/")
-        self.timeout = float(timeout)
-        self.max_retries = int(max_retries)
-        self.max_retry_after = float(max_retry_after)
-        self.backoff = float(backoff)
-        self._local = threading.local()
+        self.timeout = policy.timeout
+        self.max_retries = policy.max_retries
+        self.max_retry_after = policy.max_retry_after
+        self.backoff = policy.backoff
+        self._endpoint = TokenEndpoint(self.base_url, policy, secrets=(self._client_secret,))
+        self._sessions = SessionPerThread(self.client_id, self._client_secret, self.base_url)
         self._issued_redirect_uris = {redirect_uri}
 
     @classmethod
@@ -270,7 +191,7 @@ class WebexOAuth:
         if missing:
             raise ConfigError(
                 f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set; "
-                f"create an integration at {_PORTAL} and put its client ID and secret in "
+                f"create an integration at {PORTAL} and put its client ID and secret in "
                 "WEBEX_CLIENT_ID and WEBEX_CLIENT_SECRET (in the environment or a .env file)"
             )
         assert integration.client_id is not None and integration.client_secret is not None
@@ -306,38 +227,35 @@ class WebexOAuth:
         return self.base_url + "/people/me"
 
     def _session(self) -> Any:
-        """This thread's Authlib session: Authlib keeps the last token on the session,
-        so threads sharing one would read each other's answers."""
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = OAuth2Session(
-                self.client_id,
-                self._client_secret,
-                token_endpoint_auth_method="client_secret_post",  # noqa: S106 - a method name
-                code_challenge_method="S256",
-            )
-            session.register_compliance_hook(
-                "access_token_response", lambda r: self._check_answer(r, "authorization_code")
-            )
-            session.register_compliance_hook(
-                "refresh_token_response", lambda r: self._check_answer(r, "refresh_token")
-            )
-            _read_environment_once(session, self.base_url)
-            self._local.session = session
-        return session
+        """This thread's Authlib session (:class:`~webex_tokens.sessions.SessionPerThread`)."""
+        return self._sessions.get()
 
     # -- authorization ---------------------------------------------------------------
 
-    def authorization_request(self, *, redirect_uri: str | None = None) -> AuthorizationRequest:
+    def authorization_request(
+        self, *, redirect_uri: str | None = None, state: str | None = None
+    ) -> AuthorizationRequest:
         """Start an authorization: a URL with a fresh ``state`` and PKCE challenge.
 
         Args:
             redirect_uri: a redirect URI other than the configured one (it must be
                 registered with the integration too).
-        """
-        return self._authorization_request(redirect_uri, secrets.token_urlsafe(32))
+            state: the ``state`` to send, when the caller made one already (a loopback
+                server must know it before the URL exists); at least 22 characters of
+                URL-safe randomness, such as ``secrets.token_urlsafe(32)``. Default: a
+                fresh one.
 
-    def _authorization_request(self, redirect_uri: str | None, state: str) -> AuthorizationRequest:
+        Raises:
+            ConfigError: the redirect URI is not an http(s) URL, or ``state`` is too short.
+        """
+        if state is None:
+            state = secrets.token_urlsafe(32)
+        elif not isinstance(state, str) or len(state) < _MIN_STATE_LENGTH:
+            raise ConfigError(
+                "the state of an authorization request must be at least "
+                f"{_MIN_STATE_LENGTH} characters of randomness; make it with "
+                "secrets.token_urlsafe(32), or leave it out"
+            )
         redirect_uri = redirect_uri or self.redirect_uri
         _check_url(redirect_uri, "redirect URI", "WEBEX_REDIRECT_URI")
         verifier = secrets.token_urlsafe(48)
@@ -391,6 +309,9 @@ class WebexOAuth:
     ) -> Token:
         """Exchange an authorization code for a token.
 
+        The code is sent once: a code works only once, so an exchange whose answer is
+        lost is not repeated (see :mod:`webex_tokens.token_endpoint`).
+
         Args:
             code: the code the callback received.
             request: the :class:`AuthorizationRequest` the code answers.
@@ -413,19 +334,20 @@ class WebexOAuth:
         if not code.isprintable():
             raise CallbackError("the authorization code is malformed; run the login again")
         log.debug("exchanging an authorization code at %s", self.token_url)
-        answer = self._with_retries(
-            "token endpoint",
+        answer = self._endpoint.call(
+            AUTHORIZATION_CODE,
             lambda: self._session().fetch_token(
                 self.token_url,
                 grant_type="authorization_code",
                 code=code.strip(),
                 code_verifier=request.code_verifier,
                 redirect_uri=request.redirect_uri,
-                timeout=self.timeout,
+                **self._request_options(),
             ),
-            grant="authorization_code",
+            url=self.token_url,
+            redirect_uri=request.redirect_uri,
         )
-        token = self._token_from(answer, account=account)
+        token = token_from_answer(answer, client_id=self.client_id, account=account)
         if account is None:
             try:
                 token = token.replace(account=self.whoami(token))
@@ -438,12 +360,14 @@ class WebexOAuth:
         """Get a new access token with ``token``'s refresh token.
 
         The new token keeps ``token``'s account and client ID, and its refresh token (and
-        that token's expiry) when Webex sends none back.
+        that token's expiry) when Webex sends none back (the one merge rule,
+        :func:`webex_tokens.refresh.merge_refreshed`).
 
         Raises:
             ReauthorizationRequired: there is no refresh token, or Webex refused it
                 (``invalid_grant``: expired or revoked).
-            TokenEndpointError: the credentials were refused, or Webex kept failing.
+            TokenEndpointError: the credentials were refused, or Webex kept failing;
+                ``delivered`` is None when Webex may have used the refresh token.
         """
         if token.refresh_token is None:
             raise ReauthorizationRequired(
@@ -454,12 +378,13 @@ class WebexOAuth:
         refresh_token = token.refresh_token
         log.debug("refreshing token %s at %s", token.fingerprint, self.token_url)
         try:
-            answer = self._with_retries(
-                "token endpoint",
+            answer = self._endpoint.call(
+                REFRESH,
                 lambda: self._session().refresh_token(
-                    self.token_url, refresh_token=refresh_token, timeout=self.timeout
+                    self.token_url, refresh_token=refresh_token, **self._request_options()
                 ),
-                grant="refresh_token",
+                url=self.token_url,
+                redirect_uri=self.redirect_uri,
             )
         except ReauthorizationRequired as exc:
             raise ReauthorizationRequired(
@@ -470,7 +395,10 @@ class WebexOAuth:
         from .refresh import merge_refreshed
 
         new = merge_refreshed(
-            token, self._token_from(answer, account=token.account, client_id=token.client_id)
+            token,
+            token_from_answer(
+                answer, client_id=token.client_id or self.client_id, account=token.account
+            ),
         )
         log.info("refreshed token %s into %s", token.fingerprint, new.fingerprint)
         return new
@@ -483,181 +411,30 @@ class WebexOAuth:
             TokenEndpointError: Webex could not be reached or kept failing.
         """
         headers = {"Authorization": f"Bearer {token.access_token}", "Accept": "application/json"}
-
-        def call() -> Any:
-            response = self._session().get(
-                self.people_me_url, headers=headers, timeout=self.timeout, withhold_token=True
-            )
-            if response.status_code == 429 or response.status_code >= 500:
-                raise _Retry(
-                    response.status_code, _retry_after(response.headers.get("Retry-After"))
-                )
-            if response.status_code in (401, 403):
-                raise OAuthError(
-                    f"Webex refused the access token at {self.people_me_url} "
-                    f"(HTTP {response.status_code}); the token may be expired or lack the "
-                    "spark:people_read scope: refresh it, or log in again"
-                )
-            try:
-                return response.json()
-            except ValueError:
-                return None
-
-        person = self._with_retries("people endpoint", call, grant=None)
+        person = self._endpoint.call(
+            PEOPLE_ME,
+            lambda: self._session().get(
+                self.people_me_url, headers=headers, withhold_token=True, **self._request_options()
+            ),
+            url=self.people_me_url,
+        )
         emails = person.get("emails") if isinstance(person, Mapping) else None
-        if not isinstance(emails, list) or not emails or not isinstance(emails[0], str):
+        email = emails[0] if isinstance(emails, list) and emails else None
+        if (
+            not isinstance(email, str)
+            or not 0 < len(email) <= 320
+            or not email.isprintable()
+            or any(c.isspace() for c in email)
+            or Scrubber([token.access_token]).reveals(email)
+        ):
             raise OAuthError(
-                f"{self.people_me_url} answered without an email address; pass account= "
+                f"{self.people_me_url} answered without a usable email address; pass account= "
                 "(or --name) to label the token yourself"
             )
-        return emails[0]
+        return email
 
-    # -- answers, errors and retries -------------------------------------------------
-
-    def _check_answer(self, response: requests.Response, grant: str) -> requests.Response:
-        """Authlib's compliance hook: raise our errors before Authlib parses the answer."""
-        status = response.status_code
-        if status == 429 or status >= 500:
-            raise _Retry(status, _retry_after(response.headers.get("Retry-After")))
-        content_type = response.headers.get("Content-Type", "none")
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            # Never echo the body: a proxy's page might quote the request back.
-            raise TokenEndpointError(
-                f"the Webex token endpoint {self.token_url} answered HTTP {status} with "
-                f"{_printable(content_type)} that is not a JSON object; check WEBEX_BASE_URL "
-                "(it should be https://webexapis.com/v1) and any proxy in between",
-                status=status,
-            )
-        error = body.get("error")
-        if status >= 400 or error is not None:
-            raise self._error_for(status, body, grant)
-        return response
-
-    def _error_for(self, status: int, body: Mapping[str, Any], grant: str) -> OAuthError:
-        error = _printable(body.get("error") or "") or None
-        description = _printable(body.get("error_description") or body.get("message") or "") or None
-        reported = f"{error}: {description}" if error and description else error or description
-        said = f" ({reported}, HTTP {status})" if reported else f" (HTTP {status})"
-        if error == "invalid_client":
-            return TokenEndpointError(
-                f"Webex rejected the integration's credentials{said}; check WEBEX_CLIENT_ID "
-                f"and WEBEX_CLIENT_SECRET against the integration at {_PORTAL}",
-                status=status,
-                error=error,
-                description=description,
-            )
-        if error == "redirect_uri_mismatch" or (
-            error == "invalid_request" and description and "redirect" in description.lower()
-        ):
-            return RedirectURIMismatch(redirect_uri_mismatch_message(self.redirect_uri, said))
-        if error == "invalid_grant":
-            if grant == "refresh_token":
-                return ReauthorizationRequired(
-                    f"invalid_grant: the refresh token is expired or revoked{said}"
-                )
-            return TokenEndpointError(
-                f"Webex refused the authorization code{said}: the authorization code expired "
-                "or was already used: codes last a minute or two; run the login again",
-                status=status,
-                error=error,
-                description=description,
-            )
-        return TokenEndpointError(
-            f"the Webex token endpoint refused the request{said}; check the integration's "
-            f"settings at {_PORTAL} and run the login again",
-            status=status,
-            error=error,
-            description=description,
-        )
-
-    def _token_from(
-        self, answer: Any, *, account: str | None, client_id: str | None = None
-    ) -> Token:
-        try:
-            return Token.from_response(
-                dict(answer), client_id=client_id or self.client_id, account=account
-            )
-        except (InvalidToken, TypeError, ValueError) as exc:
-            raise TokenEndpointError(
-                f"the Webex token endpoint answered with something that is not a usable "
-                f"token ({exc}); check WEBEX_BASE_URL and try again",
-                status=200,
-            ) from None
-
-    def _with_retries(self, what: str, call: Callable[[], _T], *, grant: str | None) -> _T:
-        """Run ``call``, retrying 429s, 5xx answers, timeouts and connection errors."""
-        attempts = self.max_retries + 1
-        timed_out = False
-        for attempt in range(1, attempts + 1):
-            backoff = min(_MAX_BACKOFF, self.backoff * 2 ** (attempt - 1))
-            backoff *= 1 + random.random() / 4  # noqa: S311 - jitter, not a secret
-            try:
-                return call()
-            except TokenEndpointError as exc:
-                if timed_out and grant == "authorization_code" and exc.error == "invalid_grant":
-                    raise TokenEndpointError(
-                        f"{exc}; an earlier attempt timed out and may have used the code",
-                        status=exc.status,
-                        error=exc.error,
-                        description=exc.description,
-                    ) from None
-                raise
-            except _Retry as retry:
-                failure = self._retry_failure(what, retry, attempt)
-                if retry.retry_after is not None:
-                    if retry.retry_after > self.max_retry_after:
-                        raise TokenEndpointError(
-                            f"Webex asked to wait {retry.retry_after:g} seconds before trying "
-                            f"again (HTTP {retry.status}), more than the "
-                            f"{self.max_retry_after:g} allowed; try again later",
-                            status=retry.status,
-                        ) from None
-                    wait = retry.retry_after
-                else:
-                    wait = backoff
-            except requests.Timeout:
-                timed_out = True
-                failure = TokenEndpointError(
-                    f"the Webex {what} at {self.base_url} did not answer within "
-                    f"{self.timeout:g} seconds ({attempt} attempt(s)); check the network "
-                    "and WEBEX_BASE_URL, or try again later"
-                )
-                wait = backoff
-            except requests.ConnectionError as exc:
-                failure = TokenEndpointError(
-                    f"cannot connect to the Webex {what} at {self.base_url} "
-                    f"({type(exc).__name__}, {attempt} attempt(s)); check the network "
-                    "and WEBEX_BASE_URL"
-                )
-                wait = backoff
-            except requests.RequestException as exc:
-                raise TokenEndpointError(
-                    f"the request to the Webex {what} at {self.base_url} failed "
-                    f"({type(exc).__name__}); check WEBEX_BASE_URL"
-                ) from None
-            if attempt == attempts:
-                raise failure
-            log.info("%s; retrying in %.2f s", failure, wait)
-            time.sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _retry_failure(self, what: str, retry: _Retry, attempt: int) -> TokenEndpointError:
-        if retry.status == 429:
-            return TokenEndpointError(
-                f"Webex kept answering 429 Too Many Requests at the {what} ({attempt} "
-                "attempt(s)); wait a minute and try again",
-                status=429,
-                error="rate_limited",
-            )
-        return TokenEndpointError(
-            f"the Webex {what} kept failing with HTTP {retry.status} ({attempt} attempt(s)); "
-            "Webex may be having trouble: try again later",
-            status=retry.status,
-        )
+    def _request_options(self) -> dict[str, Any]:
+        return self._endpoint.request_options()
 
     # -- the whole flow --------------------------------------------------------------
 
@@ -669,25 +446,16 @@ class WebexOAuth:
         account: str | None = None,
         port: int | None = None,
         prompt: Callable[[str], str] | None = None,
+        notify: Notify | None = None,
     ) -> Token:
         """Run the whole authorization on this machine and return the token.
 
-        A :class:`~webex_tokens.callback.CallbackServer` listens on the redirect URI's
-        port (or ``port``) and the authorization URL is opened with ``open_browser``.
-        When no browser opens (``open_browser`` is None, returns False or raises), the
-        URL is printed on stderr and the redirect URL may be pasted back through
-        ``prompt``; whichever of the pasted URL and the browser's callback comes first
-        finishes the login. A redirect URI that is not on this machine (``https://``
-        to a server) leaves only the paste route.
-
-        Args:
-            open_browser: opens a URL, returning False when it could not.
-            timeout: seconds to wait for the callback.
-            account: the label to give the token; by default the email from
-                ``/people/me``.
-            port: listen on this port instead of the redirect URI's (then the redirect
-                URI with this port must be registered too).
-            prompt: reads the pasted redirect URL (default: :func:`input`).
+        The authorization URL is opened with ``open_browser`` and a loopback callback
+        server receives the code; when no browser opens (None, False or an exception)
+        the person is told to open the URL and paste the redirect URL back, read with
+        ``prompt``. ``notify`` receives each :class:`~webex_tokens.login.Notice` of what
+        to do (default: :func:`~webex_tokens.login.stderr_notify`, standard error).
+        Every argument is that of :func:`webex_tokens.login.browser_login`.
 
         Raises:
             CallbackError: the port is taken, the callback was wrong, or none came in time.
@@ -695,129 +463,17 @@ class WebexOAuth:
             RedirectURIMismatch: Webex refused the redirect URI.
             TokenEndpointError: the code exchange failed.
         """
-        state = secrets.token_urlsafe(32)
-        server: CallbackServer | None = None
-        if _is_loopback_http(self.redirect_uri):
-            server = CallbackServer(self.redirect_uri, state, port=port, timeout=timeout)
-            redirect_uri = server.redirect_uri
-        elif port is not None:
-            raise CallbackError(
-                f"--port only applies to a redirect URI on this machine, and "
-                f"{self.redirect_uri} is not one; drop --port, or set WEBEX_REDIRECT_URI to "
-                "an http://localhost:PORT/... URI registered with the integration"
-            )
-        else:
-            redirect_uri = self.redirect_uri
-        try:
-            request = self._authorization_request(redirect_uri, state)
-            if server is not None:
-                server.start()
-            opened = self._open(open_browser, request)
-            if opened and server is not None:
-                print(
-                    "Log in to Webex in the browser window that opened; if none did, open:\n"
-                    f"  {request.url}",
-                    file=sys.stderr,
-                )
-                result = server.wait()
-            else:
-                print(
-                    "Open this URL in a browser and approve the access:\n"
-                    f"  {request.url}\n"
-                    "Then paste here the whole address the browser was sent to "
-                    f"(it starts with {request.redirect_uri}).",
-                    file=sys.stderr,
-                )
-                result = self._wait_for_paste(server, request, prompt or input)
-        finally:
-            if server is not None:
-                server.stop()
-        return self.exchange_code(result.code, request, account=account)
+        from .login import browser_login
 
-    def _open(
-        self, open_browser: Callable[[str], bool] | None, request: AuthorizationRequest
-    ) -> bool:
-        if open_browser is None:
-            return False
-        try:
-            return bool(open_browser(request.url))
-        except RedirectURIMismatch:
-            raise RedirectURIMismatch(redirect_uri_mismatch_message(request.redirect_uri)) from None
-        except OAuthError:
-            raise
-        except Exception as exc:  # any failure of the opener means "no browser"
-            log.info("could not open a browser: %s", type(exc).__name__)
-            return False
-
-    def _wait_for_paste(
-        self,
-        server: CallbackServer | None,
-        request: AuthorizationRequest,
-        prompt: Callable[[str], str],
-    ) -> CallbackResult:
-        """The pasted redirect URL or the browser's callback, whichever comes first."""
-        if server is None:
-            pasted = self._read_pasted(request, prompt)
-            if pasted is None:
-                raise CallbackError(
-                    "no redirect URL was pasted; run the login again and paste the address "
-                    "the browser was sent to after approving"
-                )
-            if isinstance(pasted[1], OAuthError):
-                raise pasted[1]
-            return pasted[1]
-
-        def paste_then_deliver() -> None:
-            pasted = self._read_pasted(request, prompt)
-            if pasted is not None and pasted[0]:
-                # Hand the pasted answer to the callback server, which judges it like a
-                # browser's and ends its wait: one place decides how the login ends.
-                _deliver(server.redirect_uri, pasted[0])
-
-        threading.Thread(target=paste_then_deliver, name="webex-tokens-paste", daemon=True).start()
-        return server.wait()
-
-    def _read_pasted(
-        self, request: AuthorizationRequest, prompt: Callable[[str], str]
-    ) -> tuple[str, CallbackResult | OAuthError] | None:
-        """Prompt until a redirect URL parses: (its query, the result or the error to
-        raise), or None when nothing was pasted."""
-        for attempt in range(1, _PASTE_ATTEMPTS + 1):
-            try:
-                text = prompt("Redirect URL: ")
-            except (EOFError, KeyboardInterrupt, OSError):
-                return None
-            try:
-                result = parse_callback_url(text, request.state, redirect_uri=request.redirect_uri)
-            except CallbackError as exc:
-                if attempt == _PASTE_ATTEMPTS:
-                    return "", exc
-                print(f"error: {exc}", file=sys.stderr)
-                continue
-            except OAuthError as exc:  # the user declined: the server reports it too
-                return urlsplit(text.strip()).query, exc
-            return urlsplit(text.strip()).query, result
-        return None
-
-
-def _deliver(redirect_uri: str, query: str) -> None:
-    """GET the callback server with a pasted query (urllib: nothing logs the URL)."""
-    parts = urlsplit(redirect_uri)
-    url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
-    try:
-        with urllib.request.urlopen(url, timeout=10):  # noqa: S310 - our own loopback URL
-            pass
-    except (urllib.error.URLError, OSError):
-        pass  # a refused answer (4xx) or a server already stopped: the wait decides
-
-
-def _is_loopback_http(uri: str) -> bool:
-    parts = urlsplit(uri)
-    return parts.scheme == "http" and (parts.hostname or "").lower() in (
-        "localhost",
-        "127.0.0.1",
-        "::1",
-    )
+        return browser_login(
+            self,
+            open_browser=open_browser,
+            timeout=timeout,
+            account=account,
+            port=port,
+            prompt=prompt,
+            notify=notify,
+        )
 
 
 def _check_url(url: object, what: str, variable: str) -> None:
@@ -826,7 +482,7 @@ def _check_url(url: object, what: str, variable: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(
-            f"the {what} {_printable(url)!r} is not an http:// or https:// URL; set {variable} "
+            f"the {what} {printable(url)!r} is not an http:// or https:// URL; set {variable} "
             "to a full URL such as "
             + (DEFAULT_REDIRECT_URI if variable == "WEBEX_REDIRECT_URI" else DEFAULT_BASE_URL)
         )

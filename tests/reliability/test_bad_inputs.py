@@ -256,6 +256,15 @@ def _timeout(env: Env) -> object:
     return oauth.refresh(token)
 
 
+def _echoed_secrets(env: Env) -> object:
+    oauth, token = env.oauth()
+    fake = env.fake()
+    quoted = f"refresh_token={token.refresh_token}&client_secret={fake.client_secret}"
+    body = {"error": "invalid_request", "error_description": f"cannot parse {quoted}"}
+    fake.fail_next(400, body=json.dumps(body).encode())
+    return oauth.refresh(token)
+
+
 def _settings(text: str, *, env_vars: dict[str, str] | None = None) -> Callable[[Env], object]:
     def run(env: Env) -> object:
         env.settings_file(text)
@@ -443,8 +452,8 @@ CASES = [
     Case("garbage-answer", "token endpoint", "HTTP 200 with an HTML page", TokenEndpointError,
          "that is not a JSON object",
          lambda env: _refresh_after(env, lambda f: f.fail_next(200, body=b"<html>oops</html>"))),
-    Case("server-errors", "token endpoint", "HTTP 500 on every attempt", TokenEndpointError,
-         "kept failing with HTTP 500",
+    Case("server-errors", "token endpoint", "HTTP 500 to a refresh", TokenEndpointError,
+         "failed with HTTP 500 at the refresh",
          lambda env: _refresh_after(env, lambda f: f.fail_next(500, times=2), max_retries=1)),
     Case("retry-after-too-long", "token endpoint", "HTTP 429 with `Retry-After: 3600`",
          TokenEndpointError, "Webex asked to wait 3600 seconds",
@@ -455,7 +464,7 @@ CASES = [
          ReauthorizationRequired, "log in again: webex-tokens login",
          lambda env: _refresh_after(env, lambda f: f.revoke_refresh_tokens())),
     Case("answer-without-token", "token endpoint", "HTTP 200 JSON without `access_token`",
-         TokenEndpointError, "is not a usable token",
+         TokenEndpointError, "a token that is not usable (access_token is missing)",
          lambda env: _refresh_after(
              env, lambda f: f.fail_next(200, body=b'{"token_type": "Bearer"}'))),
     Case("redirect-uri-mismatch", "token endpoint", "`redirect_uri_mismatch` at code exchange",
@@ -468,6 +477,13 @@ CASES = [
          secrets=("s3cret-cs",)),
     Case("endpoint-timeout", "token endpoint", "no answer within the timeout",
          TokenEndpointError, "did not answer within 0.2 seconds", _timeout),
+    Case("expires-in-text", "token endpoint", 'HTTP 200 with `"expires_in": "soon"`',
+         TokenEndpointError, "a token that is not usable (expires_in is not a number",
+         lambda env: _refresh_after(env, lambda f: f.fail_next(
+             200, body=b'{"access_token": "at", "expires_in": "soon"}'))),
+    Case("echoed-secrets", "token endpoint", "an error quoting the request back (a proxy)",
+         TokenEndpointError, "refresh_token=[redacted]&client_secret=[redacted]",
+         _echoed_secrets),
 ]  # fmt: skip
 
 #: Where to write the rendered matrix (read now: the tests run with WEBEX_* cleared).
