@@ -577,9 +577,10 @@ def test_another_program_on_ipv6_loopback_port_is_refused_clearly() -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", port))
     finally:
-        assert holder.stdin is not None
+        assert holder.stdin is not None and holder.stdout is not None
         holder.stdin.close()
         holder.wait(timeout=10)
+        holder.stdout.close()
 
 
 # -- a robust server: idle, slow, many and huge (issue 12 #12) ---------------------------

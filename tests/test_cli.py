@@ -127,7 +127,7 @@ def filled(store_url: str, store_path: Path) -> FileStore:
         "dave@example.com",
         make("tok-dave", expires_in=-timedelta(hours=1), refresh_in=-timedelta(days=1)),
     )
-    store.put("erin-bot", make("tok-erin", refresh=False, expires_in=None))
+    store.put("erin-bot", make("tok-erin", refresh=False, expires_in=None).replace(kind="bot"))
     store.put("frank@example.com", make("tok-frank", refresh_in=timedelta(days=2)))
     return store
 

@@ -55,7 +55,9 @@ def on_terminal(
         output += chunk
     os.close(main)
     assert process.stderr is not None
-    assert process.wait(timeout=60) == 0, process.stderr.read()
+    with process.stderr:
+        errors = process.stderr.read()
+    assert process.wait(timeout=60) == 0, errors
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output.decode()).replace("\r\n", "\n")
     return process.returncode, [line.rstrip() for line in text.splitlines()]
 

@@ -179,7 +179,8 @@ def test_separate_interpreter_killed_mid_write_leaves_old_or_new_token(tmp_path:
         writer.kill()
         # Read the rest through the same buffered stream as "ready": acks that arrived
         # with it sit in that buffer, and communicate() would read past them.
-        output = writer.stdout.read()
+        with writer.stdout:
+            output = writer.stdout.read()
         writer.wait(timeout=10)
         assert writer.returncode == -signal.SIGKILL
         acks = [int(line) for line in output.split()]

@@ -62,7 +62,7 @@ def fastapi_app(site: Site, **options: Any) -> FastAPI:
     """The shape of the example app: login routes plus an endpoint calling Webex."""
     options.setdefault("secret_key", SECRET_KEY)
     login = WebexLogin(site.store, site.oauth, **options)
-    client = AsyncWebexClient(site.store, oauth=site.oauth)
+    client = AsyncWebexClient(store=site.store, oauth=site.oauth)
     app = FastAPI()
     app.include_router(login.api_router())
 

@@ -49,6 +49,7 @@ from .store import TokenStore, redact_url, validate_name
 from .token import Token
 
 if TYPE_CHECKING:
+    from .login import Notify
     from .oauth import WebexOAuth
     from .settings import Settings
 
@@ -550,6 +551,7 @@ class Keeper:
         timeout: float = 300,
         port: int | None = None,
         prompt: Callable[[str], str] | None = None,
+        notify: Notify | None = None,
     ) -> tuple[str, Token]:
         """Log in through the browser (see :meth:`WebexOAuth.login
         <webex_tokens.oauth.WebexOAuth.login>`) and save the token (:meth:`save_login`).
@@ -563,7 +565,12 @@ class Keeper:
         """
         self.refuse_direct("log in")
         token = self.oauth.login(
-            open_browser=open_browser, timeout=timeout, account=name, port=port, prompt=prompt
+            open_browser=open_browser,
+            timeout=timeout,
+            account=name,
+            port=port,
+            prompt=prompt,
+            notify=notify,
         )
         return self.save_login(token, name=name, current=current), token
 

@@ -256,9 +256,25 @@ class WebexOAuth:
                 f"{_MIN_STATE_LENGTH} characters of randomness; make it with "
                 "secrets.token_urlsafe(32), or leave it out"
             )
-        redirect_uri = redirect_uri or self.redirect_uri
+        return self._request(redirect_uri or self.redirect_uri, state, secrets.token_urlsafe(48))
+
+    def resume_authorization(self, state: str, code_verifier: str) -> AuthorizationRequest:
+        """The authorization request that ``state`` and ``code_verifier`` were made for,
+        rebuilt for the configured redirect URI: a web app worker that did not start a
+        login (the login's secrets travel in the browser's sealed cookie) finishes it
+        with :meth:`exchange_code` like the worker that did.
+
+        Raises:
+            ConfigError: ``state`` or ``code_verifier`` is too short to be one of ours.
+        """
+        if not isinstance(state, str) or len(state) < _MIN_STATE_LENGTH:
+            raise ConfigError("the state of the login to resume is not one this library made")
+        if not isinstance(code_verifier, str) or not 43 <= len(code_verifier) <= 128:
+            raise ConfigError("the PKCE verifier of the login to resume is not a valid one")
+        return self._request(self.redirect_uri, state, code_verifier)
+
+    def _request(self, redirect_uri: str, state: str, verifier: str) -> AuthorizationRequest:
         _check_url(redirect_uri, "redirect URI", "WEBEX_REDIRECT_URI")
-        verifier = secrets.token_urlsafe(48)
         url, state = self._session().create_authorization_url(
             self.authorize_url,
             state=state,

@@ -295,7 +295,7 @@ def reauthorization_required(
     name: str, reason: str, store_url: str | None = None
 ) -> ReauthorizationRequired:
     """The error that tells the user to log ``name`` in again, with the exact command."""
-    from .oauth import login_command
+    from .login import login_command
 
     where = f" in {redact_url(store_url)}" if store_url else ""
     return ReauthorizationRequired(
@@ -310,7 +310,7 @@ def unanswered_refresh(
 ) -> TokenEndpointError:
     """The error for a refresh whose answer never came: Webex may have used the refresh
     token, so it is not sent again; the message says what the user should expect."""
-    from .oauth import login_command
+    from .login import login_command
 
     where = f" in {redact_url(store_url)}" if store_url else ""
     return TokenEndpointError(

@@ -117,8 +117,10 @@ def _demo_story(
 
     _step(2, "webex-tokens login (the emulator plays the browser)")
     # The login tells a human where the browser is; here the emulator is the browser.
-    token = engine.interactive_login(oauth, open_browser=open_browser, timeout=30, quiet=True)
-    engine.save_login(store, token, account)
+    accounts = engine.keeper(store, oauth=oauth)
+    _, token = engine.interactive_login(
+        accounts, open_browser=open_browser, timeout=30, account=account, quiet=True
+    )
     click.echo(f"Logged in as {safe(token.account or account)}; token saved to {label}")
 
     _step(3, "webex-tokens list")
@@ -126,14 +128,13 @@ def _demo_story(
     print_table(LIST_HEADERS, [list_row(entry, label, engine.leeway())], common=1)
 
     _step(4, "webex-tokens token (scripts get the token; shown here as a fingerprint)")
-    stored = store.get(account)
-    if stored is None:
+    if accounts.stored(account) is None:
         raise CommandFailed(f"the demo account vanished from {label} during the demo")
-    current = engine.refresh_if_due(store, account, stored, lambda: oauth)
+    current = accounts.current(account)
     click.echo(f"access token {current.fingerprint}")
 
     _step(5, "webex-tokens refresh (forced now)")
-    fresh = engine.refresh_now(store, account, oauth)
+    fresh = accounts.refresh(account)
     click.echo(
         f"access token {current.fingerprint} -> {fresh.fingerprint}, "
         f"expires in {until(fresh.expires_in())}"

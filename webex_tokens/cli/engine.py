@@ -25,12 +25,13 @@ from ..store import TokenStore, redact_url
 from ..token import Token
 
 if TYPE_CHECKING:
+    from ..keeper import Keeper
+    from ..login import Notice
     from ..migration import MigrationReport
     from ..oauth import WebexOAuth
     from ..settings import Settings
 
 __all__ = [
-    "REFRESH_DUE_WINDOW",
     "Entry",
     "StoreFacts",
     "active_store",
@@ -42,6 +43,7 @@ __all__ = [
     "interactive_login",
     "is_encrypted",
     "is_url",
+    "keeper",
     "leeway",
     "load_settings",
     "login_command",
@@ -51,18 +53,12 @@ __all__ = [
     "open_existing",
     "open_for_writing",
     "redact_url",
-    "refresh_if_due",
-    "refresh_now",
     "resolve_store_url",
-    "save_login",
     "scan_store",
     "sqlite_path",
     "status",
     "store_facts",
 ]
-
-#: A refresh token that expires within this window shows as ``due`` in ``list``.
-REFRESH_DUE_WINDOW: Final = 7 * 86400.0
 
 
 # -- settings and stores ---------------------------------------------------------------
@@ -114,17 +110,13 @@ def configured_stores(settings: Settings) -> list[tuple[str, str, str | None]]:
 
 
 def default_origin(settings: Settings, store_option: str | None) -> str:
-    """Where the store in use comes from, when it is not a configured one.
+    """What chose the store in use, when it is not a configured one: ``--store``,
+    ``WEBEX_TOKENS_STORE``, ``WEBEX_TOKEN_FILE``, ``default_store`` or ``embedded
+    default`` (:meth:`Settings.choose_store <webex_tokens.settings.Settings.choose_store>`)."""
+    from ..settings import StoreSource
 
-    ``--store``, ``WEBEX_TOKENS_STORE``, ``WEBEX_TOKEN_FILE`` or ``embedded default``.
-    """
-    if store_option is not None:
-        return "--store"
-    if settings.store_override:
-        return "WEBEX_TOKENS_STORE"
-    if settings.integration.token_file:
-        return "WEBEX_TOKEN_FILE"
-    return "embedded default"
+    source = settings.choose_store(store_option).source
+    return "--store" if source is StoreSource.ARGUMENT else source.value
 
 
 def is_url(target: str) -> bool:
@@ -278,28 +270,18 @@ def leeway() -> float:
 
 
 def status(token: Token, leeway: float) -> str:
-    """ok / due / expired / refresh expired, as ``list`` and ``show`` print it."""
-    left = token.expires_in()
-    refresh_left = token.refresh_expires_in()
-    refresh_dead = token.refresh_token is None or (refresh_left is not None and refresh_left <= 0)
-    if left is not None and left <= 0:
-        return "refresh expired" if refresh_dead else "expired"
-    if refresh_dead and token.refresh_token is not None:
-        return "refresh expired"
-    if left is not None and left <= leeway:
-        return "due"
-    if refresh_left is not None and refresh_left <= REFRESH_DUE_WINDOW:
-        return "due"
-    return "ok"
+    """How ``token`` stands in ``list``: :func:`~webex_tokens.refresh.token_status`."""
+    from ..refresh import token_status
+
+    return token_status(token, leeway)
 
 
 def expires_within(token: Token, window: float) -> bool:
-    """True when the access or the refresh token expires within ``window`` seconds."""
-    left = token.expires_in()
-    refresh_left = token.refresh_expires_in()
-    return (left is not None and left <= window) or (
-        refresh_left is not None and refresh_left <= window
-    )
+    """True when the access or the refresh token expires within ``window`` seconds
+    (:func:`~webex_tokens.refresh.is_due`, with an estimate for a legacy record)."""
+    from ..refresh import is_due
+
+    return is_due(token, window)
 
 
 # -- logging in ----------------------------------------------------------------------------
@@ -309,44 +291,44 @@ def check_name(name: str) -> None:
     """Refuse an account name no store accepts, before anything is asked of anyone.
 
     Raises:
-        InvalidName: ``name`` is empty, too long or holds control characters.
+        InvalidName: empty, too long or holding control characters.
     """
     from ..store import validate_name
 
     validate_name(name)
 
 
+def _tell_on_stderr(notice: Notice) -> None:
+    """What the login tells a human, on stderr; a prompt follows when a paste is read."""
+    import click
+
+    click.echo(str(notice), err=True)
+    if notice.expects_paste:
+        click.echo("Redirect URL: ", err=True, nl=False)
+
+
 def interactive_login(
-    oauth: WebexOAuth,
+    keeper: Keeper,
     *,
     open_browser: Callable[[str], bool] | None,
     timeout: float,
     account: str | None = None,
     port: int | None = None,
     quiet: bool = False,
-) -> Token:
-    """Run the browser login of ``oauth`` and return the token (not yet saved).
+) -> tuple[str, Token]:
+    """Run the browser login and save the token under the one naming rule
+    (:func:`~webex_tokens.keeper.login_name`); return the name and the token.
 
     ``open_browser`` None: print the URL and read the redirect URL back. ``quiet``
-    silences what the login tells a human on stderr (the demo plays the browser).
+    tells the human nothing (the demo plays the browser).
     """
-    if not quiet:
-        return oauth.login(open_browser=open_browser, timeout=timeout, account=account, port=port)
-    import contextlib
-    import io
-
-    with contextlib.redirect_stderr(io.StringIO()):
-        return oauth.login(open_browser=open_browser, timeout=timeout, account=account, port=port)
-
-
-def save_login(store: TokenStore, token: Token, name: str | None) -> str:
-    """Save a new login in ``store`` and return the name it went under.
-
-    The name asked for, else the account's email, else ``default``.
-    """
-    label = name or token.account or "default"
-    store.put(label, token)
-    return label
+    return keeper.login(
+        name=account,
+        open_browser=open_browser,
+        timeout=timeout,
+        port=port,
+        notify=(lambda notice: None) if quiet else _tell_on_stderr,
+    )
 
 
 # -- OAuth and refreshing ------------------------------------------------------------------
@@ -354,9 +336,24 @@ def save_login(store: TokenStore, token: Token, name: str | None) -> str:
 
 def login_command(name: str) -> str:
     """The command that logs ``name`` in again (``webex-tokens login --name NAME``)."""
-    from ..oauth import login_command as command
+    from ..login import login_command as command
 
     return command(name)
+
+
+def keeper(
+    store: TokenStore, settings: Settings | None = None, oauth: WebexOAuth | None = None
+) -> Keeper:
+    """The account engine over ``store`` (opened by the command, which closes it).
+
+    ``oauth`` None: built from ``settings`` when a refresh or a login first needs it, so
+    a token that is not due needs no integration credentials. ``settings`` None: none
+    (the demo passes its own ``oauth``).
+    """
+    from ..keeper import Keeper
+    from ..settings import Settings
+
+    return Keeper(store, oauth=oauth, settings=settings or Settings(), owns_store=False)
 
 
 def oauth_from_settings(settings: Settings) -> WebexOAuth:
@@ -364,27 +361,3 @@ def oauth_from_settings(settings: Settings) -> WebexOAuth:
     from ..oauth import WebexOAuth
 
     return WebexOAuth.from_settings(settings)
-
-
-def refresh_if_due(
-    store: TokenStore, name: str, current: Token, oauth: Callable[[], WebexOAuth]
-) -> Token:
-    """``current`` when it is not due, else the token refreshed single-flight.
-
-    ``oauth`` builds the OAuth client; it is called only when a refresh is needed, so a
-    token that is not due needs no integration credentials.
-    """
-    if not current.is_expired(leeway=leeway()):
-        return current
-    from ..refresh import ensure_fresh
-
-    return ensure_fresh(store, name, oauth(), seen=current)
-
-
-def refresh_now(
-    store: TokenStore, name: str, oauth: WebexOAuth, *, seen: Token | None = None
-) -> Token:
-    """Refresh ``name`` now, single-flight (``seen``: the token the caller last read)."""
-    from ..refresh import ensure_fresh
-
-    return ensure_fresh(store, name, oauth, force=True, seen=seen)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import WebexTokensError
-from ..store import TokenStore
 from ..token import Token
 from . import engine
 from .durations import duration_option, format_duration, until
@@ -17,7 +16,7 @@ from .output import Reporter, emit_json, iso, json_option, one_line, safe, secon
 from .state import state
 
 if TYPE_CHECKING:
-    from ..oauth import WebexOAuth
+    from ..keeper import Keeper
 
 __all__ = ["login", "refresh", "token"]
 
@@ -54,14 +53,13 @@ def login(
         engine.check_name(name)
     oauth = engine.oauth_from_settings(current.settings())
     with current.open_for_writing() as store:
-        token = engine.interactive_login(
-            oauth,
+        label, token = engine.interactive_login(
+            engine.keeper(store, current.settings(), oauth),
             open_browser=None if no_browser else webbrowser.open,
             timeout=timeout,
             account=name,
             port=port,
         )
-        label = engine.save_login(store, token, name)
         who = safe(token.account or label)
         where = engine.redact_url(store.url)
         click.echo(f"Logged in as {who}; token saved to {where} as {safe(label)}")
@@ -80,13 +78,10 @@ def token(ctx: click.Context, name: str) -> None:
     """
     current = state(ctx)
     with current.open_existing() as store:
-        found = store.get(name)
-        if found is None:
+        accounts = engine.keeper(store, current.settings())
+        if accounts.stored(name) is None:
             missing(store, name)
-        fresh = engine.refresh_if_due(
-            store, name, found, lambda: engine.oauth_from_settings(current.settings())
-        )
-        click.echo(fresh.access_token)
+        click.echo(accounts.current(name).access_token)
 
 
 @click.command()
@@ -128,13 +123,14 @@ def refresh(
     current = state(ctx)
     oauth = engine.oauth_from_settings(current.settings())
     with current.open_existing() as store:
+        accounts = engine.keeper(store, current.settings(), oauth)
         if name is None:
-            outcome = _refresh_all(store, oauth, due_within, concurrency, quiet=as_json)
+            outcome = _refresh_all(accounts, due_within, concurrency, quiet=as_json)
         else:
-            if store.get(name) is None:
+            if accounts.stored(name) is None:
                 missing(store, name)
             if not as_json:
-                fresh = engine.refresh_now(store, name, oauth)
+                fresh = accounts.refresh(name)
                 click.echo(
                     f"refreshed {safe(name)}: access token {fresh.fingerprint} "
                     f"expires in {until(fresh.expires_in())}"
@@ -142,7 +138,7 @@ def refresh(
                 return
             outcome = _Outcome()
             try:
-                outcome.refreshed.append((name, engine.refresh_now(store, name, oauth)))
+                outcome.refreshed.append((name, accounts.refresh(name)))
             except (WebexTokensError, OSError) as exc:
                 outcome.failed.append((name, describe(exc)))
         label, url = current.label(store), engine.redact_url(store.url)
@@ -190,44 +186,28 @@ class _Outcome:
         }
 
 
-def _refresh_all(
-    store: TokenStore, oauth: WebexOAuth, window: float, concurrency: int, *, quiet: bool
-) -> _Outcome:
-    """``refresh --all``: refresh the accounts due within ``window``, in parallel."""
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
+def _refresh_all(accounts: Keeper, window: float, concurrency: int, *, quiet: bool) -> _Outcome:
+    """``refresh --all``: refresh the accounts due within ``window``, ``concurrency`` at
+    a time (:meth:`Keeper.refresh_many <webex_tokens.keeper.Keeper.refresh_many>`)."""
     outcome = _Outcome()
-    due: list[tuple[str, Token]] = []
-    for entry in engine.scan_store(store):
+    due: dict[str, Token] = {}
+    for entry in engine.scan_store(accounts.store):
         if entry.token is None:
             outcome.failed.append((entry.name, entry.error or "unreadable"))
         elif engine.expires_within(entry.token, window):
-            due.append((entry.name, entry.token))
+            due[entry.name] = entry.token
         else:
             outcome.not_due.append(entry.name)
-
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="refresh")
-    try:
-        with Reporter(f"refreshing {len(due)} accounts", len(due), quiet=quiet) as reporter:
-            # Each refresh is single-flight through store.update; `seen` lets one that
-            # another process has just done be adopted instead of repeated.
-            futures = {
-                pool.submit(engine.refresh_now, store, name, oauth, seen=token): name
-                for name, token in due
-            }
-            for future in as_completed(futures):
-                name = futures[future]
-                try:
-                    fresh = future.result()
-                except (WebexTokensError, OSError) as exc:
-                    outcome.failed.append((name, describe(exc)))
-                    reporter.item(name, "failed")
-                    continue
-                outcome.refreshed.append((name, fresh))
-                reporter.item(name, "refreshed", f"expires in {until(fresh.expires_in())}")
-    except BaseException:
-        # Ctrl-C: drop the refreshes not started yet; the running ones finish and save.
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
+    with Reporter(f"refreshing {len(due)} accounts", len(due), quiet=quiet) as reporter:
+        # Each refresh is single-flight through store.update; `seen` lets one that
+        # another process has just done be adopted instead of repeated.
+        for result in accounts.refresh_many(due, seen=due, concurrency=concurrency):
+            if result.error is not None:
+                outcome.failed.append((result.name, describe(result.error)))
+                reporter.item(result.name, "failed")
+            elif result.token is not None:
+                outcome.refreshed.append((result.name, result.token))
+                reporter.item(
+                    result.name, "refreshed", f"expires in {until(result.token.expires_in())}"
+                )
     return outcome

@@ -39,15 +39,14 @@ import secrets
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, Final
-from urllib.parse import parse_qs, urlencode, urlsplit
-
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from typing import Final
+from urllib.parse import parse_qs, urlsplit
 
 from ..callback import PAGE_HEADERS, handle_callback_query, render_page
 from ..errors import ConfigError, OAuthError, StoreError, TokenEndpointError, WebexTokensError
+from ..keeper import login_name
 from ..oauth import AuthorizationRequest, WebexOAuth
-from ..store import TokenStore, validate_name
+from ..store import TokenStore
 from ..token import Token
 from .cookies import Cookie, CookieSealer, LoginTicket, SessionTicket
 from .failures import describe_failure
@@ -344,7 +343,11 @@ class LoginFlow:
         assert outcome.result is not None
         try:
             token = self.oauth.exchange_code(outcome.result.code, request)
-            name = validate_name(account_name(token) if account_name is not None else token.account)
+            name = login_name(
+                token,
+                requested=account_name(token) if account_name is not None else None,
+                fallback=None,
+            )
             self.store.put(name, token.replace(account=token.account or name))
         except OAuthError as exc:
             log.warning("login failed: %s", describe_failure(exc, self.oauth.redirect_uri))
@@ -455,33 +458,10 @@ class LoginFlow:
         return SessionTicket.from_payload(self._account_sealer.open(value))
 
     def _resume(self, login: LoginTicket) -> AuthorizationRequest:
-        """The authorization request ``login`` was made from, as ``/login`` made it.
-
-        Its URL is rebuilt from the integration's settings: ``exchange_code`` checks
-        that the URL's challenge is the verifier's and that nothing else differs.
-        """
-        oauth = self.oauth
-        params = {
-            "response_type": "code",
-            "client_id": oauth.client_id,
-            "redirect_uri": oauth.redirect_uri,
-            "scope": " ".join(oauth.scopes),
-            "state": login.state,
-            "code_challenge": create_s256_code_challenge(login.verifier),
-            "code_challenge_method": "S256",
-        }
-        fields: dict[str, Any] = {
-            "url": oauth.authorize_url + "?" + urlencode(params),
-            "state": login.state,
-            "code_verifier": login.verifier,
-            "redirect_uri": oauth.redirect_uri,
-        }
-        if login.nonce is not None:
-            params["nonce"] = login.nonce
-            fields["url"] = oauth.authorize_url + "?" + urlencode(params)
-            if "nonce" in {field.name for field in dataclasses.fields(AuthorizationRequest)}:
-                fields["nonce"] = login.nonce
-        return AuthorizationRequest(**fields)
+        """The authorization request ``login`` was made from, as ``/login`` made it
+        (:meth:`WebexOAuth.resume_authorization
+        <webex_tokens.oauth.WebexOAuth.resume_authorization>`)."""
+        return self.oauth.resume_authorization(login.state, login.verifier)
 
     def _crowded_out(self, cookies: Mapping[str, str], now: float) -> list[Cookie]:
         """Clearing cookies for the browser's login cookies that are unreadable, expired,
