@@ -11,6 +11,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -169,14 +170,16 @@ def test_a_pasted_redirect_url_is_delivered_in_process_not_over_http(
 
 
 @pytest.fixture
-def closed_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+def closed_stdin(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Standard input at its end, as under cron, systemd or `docker run` without -i."""
     import os
 
     read, write = os.pipe()
     os.close(write)
-    stream = os.fdopen(read)
-    monkeypatch.setattr(sys, "stdin", stream)
+    with os.fdopen(read) as stream:
+        monkeypatch.setattr(sys, "stdin", stream)
+        yield
+        monkeypatch.undo()
 
 
 @pytest.mark.usefixtures("closed_stdin")

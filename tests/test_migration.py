@@ -488,6 +488,7 @@ def run_and_kill(source_url: str, target_url: str, *, move: bool, after: int) ->
         done += 1
     child.send_signal(signal.SIGKILL)
     child.wait()
+    child.stdout.close()
     assert child.returncode == -signal.SIGKILL, "the migration ended before it was killed"
     return done
 

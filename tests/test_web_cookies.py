@@ -431,10 +431,10 @@ def test_a_nonce_travels_in_the_login_cookie_to_the_rebuilt_request(
 ) -> None:
     """The slot OpenID Connect fills: the rebuilt request's URL carries the nonce."""
     flow = LoginFlow(store, oauth, secret_key=SECRET_KEY)
-    request = flow._resume(LoginTicket("a-state", "v" * 64, "session", 1, "a-nonce"))
+    request = flow._resume(LoginTicket("a-state-" * 4, "v" * 64, "session", 1, "a-nonce"))
     assert httpx.URL(request.url).params["nonce"] == "a-nonce"
-    assert request.state == "a-state" and request.redirect_uri == REDIRECT
-    plain = flow._resume(LoginTicket("a-state", "v" * 64, "session", 1, None))
+    assert request.state == "a-state-" * 4 and request.redirect_uri == REDIRECT
+    plain = flow._resume(LoginTicket("a-state-" * 4, "v" * 64, "session", 1, None))
     assert "nonce" not in httpx.URL(plain.url).params
 
 

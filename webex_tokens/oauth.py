@@ -258,11 +258,18 @@ class WebexOAuth:
             )
         return self._request(redirect_uri or self.redirect_uri, state, secrets.token_urlsafe(48))
 
-    def resume_authorization(self, state: str, code_verifier: str) -> AuthorizationRequest:
+    def resume_authorization(
+        self, state: str, code_verifier: str, *, nonce: str | None = None
+    ) -> AuthorizationRequest:
         """The authorization request that ``state`` and ``code_verifier`` were made for,
         rebuilt for the configured redirect URI: a web app worker that did not start a
         login (the login's secrets travel in the browser's sealed cookie) finishes it
         with :meth:`exchange_code` like the worker that did.
+
+        Args:
+            state: the login's ``state``.
+            code_verifier: the login's PKCE verifier.
+            nonce: the OpenID Connect ``nonce`` the login sent, if any.
 
         Raises:
             ConfigError: ``state`` or ``code_verifier`` is too short to be one of ours.
@@ -271,16 +278,20 @@ class WebexOAuth:
             raise ConfigError("the state of the login to resume is not one this library made")
         if not isinstance(code_verifier, str) or not 43 <= len(code_verifier) <= 128:
             raise ConfigError("the PKCE verifier of the login to resume is not a valid one")
-        return self._request(self.redirect_uri, state, code_verifier)
+        return self._request(self.redirect_uri, state, code_verifier, nonce=nonce)
 
-    def _request(self, redirect_uri: str, state: str, verifier: str) -> AuthorizationRequest:
+    def _request(
+        self, redirect_uri: str, state: str, verifier: str, *, nonce: str | None = None
+    ) -> AuthorizationRequest:
         _check_url(redirect_uri, "redirect URI", "WEBEX_REDIRECT_URI")
+        extra = {"nonce": nonce} if nonce is not None else {}
         url, state = self._session().create_authorization_url(
             self.authorize_url,
             state=state,
             code_verifier=verifier,
             redirect_uri=redirect_uri,
             scope=" ".join(self.scopes),
+            **extra,
         )
         self._issued_redirect_uris.add(redirect_uri)
         return AuthorizationRequest(

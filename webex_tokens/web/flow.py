@@ -461,7 +461,7 @@ class LoginFlow:
         """The authorization request ``login`` was made from, as ``/login`` made it
         (:meth:`WebexOAuth.resume_authorization
         <webex_tokens.oauth.WebexOAuth.resume_authorization>`)."""
-        return self.oauth.resume_authorization(login.state, login.verifier)
+        return self.oauth.resume_authorization(login.state, login.verifier, nonce=login.nonce)
 
     def _crowded_out(self, cookies: Mapping[str, str], now: float) -> list[Cookie]:
         """Clearing cookies for the browser's login cookies that are unreadable, expired,
