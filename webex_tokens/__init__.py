@@ -44,7 +44,9 @@ if TYPE_CHECKING:
     from .backends.file import FileStore
     from .backends.keyring import KeyringStore
     from .backends.memory import MemoryStore
+    from .backends.redis import RedisStore
     from .backends.sql import SQLStore
+    from .backends.vault import VaultStore
     from .callback import CallbackResult, CallbackServer, parse_callback_url
     from .client import DirectTokenWarning, WebexClient
     from .migration import MigrationReport, migrate
@@ -67,8 +69,10 @@ _LAZY = {
     "KeyringStore": ".backends.keyring",
     "MemoryStore": ".backends.memory",
     "MigrationReport": ".migration",
+    "RedisStore": ".backends.redis",
     "SQLStore": ".backends.sql",
     "Settings": ".settings",
+    "VaultStore": ".backends.vault",
     "WebexClient": ".client",
     "WebexOAuth": ".oauth",
     "ensure_fresh": ".refresh",
@@ -120,6 +124,7 @@ __all__ = [
     "OAuthError",
     "ReauthorizationRequired",
     "RedirectURIMismatch",
+    "RedisStore",
     "SQLStore",
     "Settings",
     "StoreCorrupted",
@@ -129,6 +134,7 @@ __all__ = [
     "Token",
     "TokenEndpointError",
     "TokenStore",
+    "VaultStore",
     "WebexAuth",
     "WebexClient",
     "WebexOAuth",
