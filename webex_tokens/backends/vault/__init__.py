@@ -35,9 +35,7 @@ from typing import Any, Final
 from urllib.parse import quote, unquote, urlsplit
 
 import hvac
-import hvac.adapters
-import requests
-import requests.adapters
+import requests.utils
 
 from ...errors import InvalidStoreURL, StoreCorrupted, StoreError, StoreUnavailable
 from ...leases import DEFAULT_LEASE_TTL, MIN_LEASE_TTL, Busy, Lease, Leases
@@ -51,6 +49,7 @@ from ...store import (
     validate_name,
 )
 from .._url_options import UrlOptions, shown_url
+from ._http import PooledAdapter
 from ._kv import KV, CASRequired, Secret, VaultErrors
 
 __all__ = [
@@ -330,23 +329,21 @@ class VaultStore(BaseStore):
             raise InvalidStoreURL(
                 f"ca_file in {self.url} is for TLS; write vault+https:// to connect with TLS"
             )
-        session = requests.Session()
-        # Every thread of `refresh --all` may hold a connection; no retries (a write
-        # retried after a lost answer could be misreported).
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=64, max_retries=0)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        session.verify = verify
+        if verify is True:
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            verify = bundle or True
         scheme = "https" if parsed.tls else "http"
         host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+        base = f"{scheme}://{host}:{parsed.port}"
         self._client = hvac.Client(
-            url=f"{scheme}://{host}:{parsed.port}",
+            url=base,
             token=token,
             namespace=self.namespace,
             verify=verify,
             timeout=(self.connect_timeout, self.timeout),
-            session=session,
-            adapter=hvac.adapters.RawAdapter,
+            # The environment's proxy, read once (requests would read it per request).
+            proxies=requests.utils.get_environ_proxies(base) or None,
+            adapter=PooledAdapter,
         )
         return self._client
 
