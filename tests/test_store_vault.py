@@ -16,9 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webex_tokens.backends import vault as vault_backend
 from webex_tokens.backends.fernet import FernetStore, generate_key
 from webex_tokens.backends.vault import VaultStore, decode_name, encode_name
+from webex_tokens.backends.vault import _url as vault_urls
 from webex_tokens.errors import (
     BackendUnavailable,
     InvalidName,
@@ -450,10 +450,10 @@ def test_a_server_that_never_answers_times_out(monkeypatch: pytest.MonkeyPatch) 
 def test_plain_http_beyond_this_machine_is_warned_about_once(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(vault_backend, "_WARNED", set())
+    monkeypatch.setattr(vault_urls, "_WARNED", set())
     with caplog.at_level(logging.WARNING):
         for host in ("127.0.0.1", "localhost", "::1", "vault.internal", "vault.internal"):
-            vault_backend._warn_plain_http(host, f"vault+http://{host}/secret/t")
+            vault_urls.warn_plain_http(host, f"vault+http://{host}/secret/t")
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 1 and "vault.internal" in warned[0] and "vault+https://" in warned[0]
 

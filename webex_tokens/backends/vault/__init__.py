@@ -21,24 +21,17 @@ policy fails at once with the fix.
 
 from __future__ import annotations
 
-import ipaddress
-import logging
 import os
-import re
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, Final
-from urllib.parse import quote, unquote, urlsplit
+from typing import Final
+from urllib.parse import quote, unquote
 
 import hvac
 import requests.utils
 
 from ...errors import InvalidStoreURL, StoreCorrupted, StoreError, StoreUnavailable
-from ...leases import DEFAULT_LEASE_TTL, MIN_LEASE_TTL, Busy, Lease, Leases
+from ...leases import DEFAULT_LEASE_TTL, MIN_LEASE_TTL, Lease, Leases
 from ...locks import DEFAULT_LOCK_TIMEOUT
 from ...store import (
     BaseStore,
@@ -48,9 +41,20 @@ from ...store import (
     log_superseded,
     validate_name,
 )
-from .._url_options import UrlOptions, shown_url
 from ._http import PooledAdapter
 from ._kv import KV, CASRequired, Secret, VaultErrors
+from ._lease import Grant, VaultLeases
+from ._url import (
+    CA_VARIABLES,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    TOKEN_VARIABLES,
+    ParsedURL,
+    display_url,
+    parse_url,
+    token_from,
+    warn_plain_http,
+)
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -61,36 +65,12 @@ __all__ = [
     "encode_name",
 ]
 
-log = logging.getLogger(__name__)
 
-#: Seconds to wait for the server to accept a connection.
-DEFAULT_CONNECT_TIMEOUT: Final = 5.0
-#: Seconds to wait for the answer to one request.
-DEFAULT_TIMEOUT: Final = 10.0
-#: Where the token is looked for when the URL names no variable, in order.
-TOKEN_VARIABLES: Final = ("VAULT_TOKEN", "BAO_TOKEN")
-_CA_VARIABLES: Final = ("VAULT_CACERT", "BAO_CACERT")
-_DEFAULT_PORT: Final = 8200
-_OPTIONS: Final = (
-    "token_env",
-    "namespace",
-    "connect_timeout",
-    "timeout",
-    "lock_timeout",
-    "lease_ttl",
-    "ca_file",
-)
-_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
 _LOCKS: Final = ".locks"
-#: The longest pause between two attempts to take a lease (seconds).
-_POLL_INTERVAL: Final = 0.05
 #: Records read at once when streaming (``items()``, ``refresh --all``).
 _READ_AHEAD: Final = 16
 #: How many times a write retries a check-and-set that other writers keep beating.
 _CAS_ATTEMPTS: Final = 20
-_MEMORY: Final = 4096  # entries kept in the small per-store caches
-_WARNED: set[str] = set()
-_WARNED_LOCK = threading.Lock()
 
 
 def encode_name(name: str) -> str:
@@ -111,122 +91,6 @@ def decode_name(key: str) -> str | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return name if encode_name(name) == key else None
-
-
-@dataclass(frozen=True)
-class _Grant:
-    """A Vault lease: its owner, the lock secret's version it wrote, and whether it
-    took the lease over from a holder whose lease had lapsed."""
-
-    owner: str
-    version: int
-    taken_over: bool
-
-
-class _VaultLeases:
-    """The atomic lease steps of :mod:`webex_tokens.leases` as check-and-set writes of
-    the lock secret ``MOUNT/PATH/.locks/<name>``: ``{"owner": ..., "ttl": seconds}``
-    while held, ``{"owner": ""}`` once released.
-
-    Whether a held lease has lapsed is judged on the Vault server's clock: the lock
-    version's ``created_time`` plus the holder's TTL against the ``Date`` of the answer
-    (to the second, so a takeover comes up to a second late, never early).
-    """
-
-    poll_interval = _POLL_INTERVAL
-
-    def __init__(self, store: VaultStore) -> None:
-        self._store = store
-        self._released: dict[str, int] = {}  # name -> version of our own release
-        self._first_seen: dict[tuple[str, int], float] = {}  # when no Date header came
-        self._memory = threading.Lock()
-
-    def _lock_path(self, name: str) -> str:
-        return self._store._lock_path(name)
-
-    def _what(self, name: str) -> str:
-        return f"the lease on {self._store._describe(name)}"
-
-    def _write(self, name: str, data: dict[str, Any], cas: int) -> int | None:
-        return self._store.kv.write(self._lock_path(name), data, cas, self._what(name))
-
-    def read(self, name: str) -> Secret:
-        """The lock secret of ``name`` as it is now."""
-        return self._store.kv.read(self._lock_path(name), self._what(name))
-
-    def try_acquire(self, key: str, owner: str, ttl: float) -> _Grant | Busy:
-        held = {"owner": owner, "ttl": ttl}
-        with self._memory:
-            ours = self._released.pop(key, None)
-        if ours is not None:  # we released it last: if nobody wrote since, it is free
-            version = self._write(key, held, ours)
-            if version is not None:
-                return _Grant(owner, version, False)
-        lock = self.read(key)
-        data = lock.data or {}
-        holder = data.get("owner") if isinstance(data.get("owner"), str) else None
-        if lock.version == 0 or lock.data is None or holder == "":
-            version = self._write(key, held, lock.version)
-            return _Grant(owner, version, False) if version is not None else Busy()
-        if holder == owner:
-            # An earlier attempt of ours went through unanswered: write again, so that
-            # the server's clock for the lease starts after this attempt was sent.
-            version = self._write(key, held, lock.version)
-            return _Grant(owner, version, False) if version is not None else Busy()
-        left = self._time_left(key, lock, data)
-        if left > 0:
-            return Busy(retry_after=left, holder=holder)
-        version = self._write(key, held, lock.version)
-        if version is None:
-            return Busy()
-        log.info("took over the lapsed lease on %s from %s", self._store._describe(key), holder)
-        return _Grant(owner, version, True)
-
-    def _time_left(self, key: str, lock: Secret, data: dict[str, Any]) -> float:
-        try:
-            ttl = float(data.get("ttl", self._store.lease_ttl))
-        except (TypeError, ValueError):
-            ttl = self._store.lease_ttl
-        if lock.created is not None and lock.server_now is not None:
-            return (lock.created + timedelta(seconds=ttl) - lock.server_now).total_seconds()
-        # No server time: count from when this process first saw this version.
-        now = time.monotonic()
-        with self._memory:
-            if len(self._first_seen) > _MEMORY:
-                self._first_seen.clear()
-            first = self._first_seen.setdefault((key, lock.version), now)
-        return ttl - (now - first)
-
-    def renew(self, key: str, grant: _Grant, ttl: float) -> _Grant | None:
-        held = {"owner": grant.owner, "ttl": ttl}
-        version = self._write(key, held, grant.version)
-        if version is None:
-            # Our last renewal may have gone through unanswered: it is still ours only
-            # if the owner is; then write once more, so the server's clock restarts now.
-            lock = self.read(key)
-            if (lock.data or {}).get("owner") != grant.owner:
-                return None
-            version = self._write(key, held, lock.version)
-            if version is None:
-                return None
-        return _Grant(grant.owner, version, grant.taken_over)
-
-    def release(self, key: str, grant: _Grant) -> None:
-        version = self._write(key, {"owner": ""}, grant.version)
-        if version is None:
-            lock = self.read(key)
-            if (lock.data or {}).get("owner") != grant.owner:
-                return  # another owner's lease now: leave it alone
-            version = self._write(key, {"owner": ""}, lock.version)
-        if version is not None:
-            with self._memory:
-                if len(self._released) > _MEMORY:
-                    self._released.clear()
-                self._released[key] = version
-
-    def is_held_by(self, key: str, owner: str) -> bool:
-        """True if the lock secret still names ``owner``."""
-        return (self.read(key).data or {}).get("owner") == owner
 
 
 class VaultStore(BaseStore):
@@ -262,8 +126,8 @@ class VaultStore(BaseStore):
         lease_ttl: float | None = None,
     ) -> None:
         self._client: hvac.Client | None = None
-        self._leases: Leases[_Grant] | None = None
-        parsed = _parse_url(url)
+        self._leases: Leases[Grant] | None = None
+        parsed = parse_url(url)
         options = parsed.options
         self.mount: str = parsed.mount
         self.path: str = parsed.path
@@ -277,8 +141,17 @@ class VaultStore(BaseStore):
         self.connect_timeout: float = options.seconds("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
         self.timeout: float = options.seconds("timeout", DEFAULT_TIMEOUT)
         self.address = f"{parsed.host}:{parsed.port}"
-        self.url = _display_url(parsed, self)
-        secret, self.token_source = _token_from(token, options.text("token_env"), self.url)
+        self.url = display_url(
+            parsed,
+            self.namespace,
+            {
+                "lock_timeout": (self.lock_timeout, DEFAULT_LOCK_TIMEOUT),
+                "lease_ttl": (self.lease_ttl, DEFAULT_LEASE_TTL),
+                "connect_timeout": (self.connect_timeout, DEFAULT_CONNECT_TIMEOUT),
+                "timeout": (self.timeout, DEFAULT_TIMEOUT),
+            },
+        )
+        secret, self.token_source = token_from(token, options.text("token_env"), self.url)
         self.kv = KV(
             self._connect(parsed, secret, options.text("ca_file")),
             self.mount,
@@ -287,7 +160,7 @@ class VaultStore(BaseStore):
         self._missing: list[str] = []
         try:
             self._check_access()
-            self._vault_leases = _VaultLeases(self)
+            self._vault_leases = VaultLeases(self)
             self._leases = Leases(
                 self._vault_leases,
                 ttl=self.lease_ttl,
@@ -298,7 +171,7 @@ class VaultStore(BaseStore):
             self._close()
             raise
         if not parsed.tls:
-            _warn_plain_http(parsed.host, self.url)
+            warn_plain_http(parsed.host, self.url)
 
     @classmethod
     def from_url(cls, url: str) -> VaultStore:
@@ -311,11 +184,11 @@ class VaultStore(BaseStore):
 
     # -- opening ----------------------------------------------------------------------
 
-    def _connect(self, parsed: _ParsedURL, token: str, ca_file: str | None) -> hvac.Client:
+    def _connect(self, parsed: ParsedURL, token: str, ca_file: str | None) -> hvac.Client:
         verify: bool | str = True
         if parsed.tls:
             ca = ca_file or next(
-                (os.environ[name] for name in _CA_VARIABLES if os.environ.get(name)), None
+                (os.environ[name] for name in CA_VARIABLES if os.environ.get(name)), None
             )
             if ca is not None:
                 path = os.path.expanduser(ca)
@@ -565,7 +438,7 @@ class VaultStore(BaseStore):
             if self.kv.write(path, {"record": result.data}, seen.version, what) is None:
                 self._refused(name, lease)
 
-    def _refused(self, name: str, lease: Lease[_Grant]) -> None:
+    def _refused(self, name: str, lease: Lease[Grant]) -> None:
         """The record changed under a fenced write, which wrote nothing: raise
         :class:`LockLost` if the lease was taken over, else note the put or delete that
         landed meanwhile and stands."""
@@ -604,136 +477,3 @@ class VaultStore(BaseStore):
         if self._client is not None:
             self._client.adapter.close()
             self._client = None
-
-
-# -- URLs -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _ParsedURL:
-    tls: bool
-    host: str
-    port: int
-    mount: str
-    path: str
-    options: UrlOptions
-
-
-def _parse_url(url: str) -> _ParsedURL:
-    if not isinstance(url, str):
-        raise InvalidStoreURL(f"a store URL must be text, not {type(url).__name__}")
-    shown = shown_url(url, keep_user=False)
-    example = "vault+https://vault.example.com:8200/secret/webex-tokens"
-    try:
-        parts = urlsplit(url)
-        port = parts.port or _DEFAULT_PORT
-    except ValueError:
-        raise InvalidStoreURL(f"{shown} is not a Vault URL; write e.g. {example}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("vault+https", "vault+http"):
-        raise InvalidStoreURL(
-            f"{shown} is not a Vault URL; write vault+https://... (or vault+http://... for a "
-            f"local development server), e.g. {example}"
-        )
-    if "@" in parts.netloc:
-        raise InvalidStoreURL(
-            f"{shown} holds credentials before '@', and tokens never go in a store URL (URLs "
-            "end up in settings and logs); put the token in VAULT_TOKEN, or in a variable "
-            "named with ?token_env=NAME"
-        )
-    if parts.fragment:
-        raise InvalidStoreURL(f"{shown} has a #fragment; remove it")
-    if not parts.hostname:
-        raise InvalidStoreURL(f"{shown} names no host; write e.g. {example}")
-    segments = [unquote(segment) for segment in parts.path.strip("/").split("/")]
-    mount_parts = segments[0].split("/") if segments else []
-    if len(segments) < 2 or not all(
-        _SEGMENT.match(part) and part.strip(".") for part in mount_parts + segments[1:]
-    ):
-        raise InvalidStoreURL(
-            f"{shown} must name a KV version 2 mount and a folder in it, each made of "
-            "letters, digits, '.', '_' and '-' (no empty, '.' or '..' parts), e.g. "
-            f"{example} (a nested mount: team%2Fkv)"
-        )
-    forbidden = {
-        option: (
-            f"{shown} holds a token in ?{option}=, and tokens never go in a store URL; put it "
-            "in VAULT_TOKEN, or in a variable named with ?token_env=NAME"
-        )
-        for option in ("token", "vault_token", "x-vault-token", "password")
-    }
-    options = UrlOptions(url, parts.query, _OPTIONS, forbidden, keep_user=False)
-    return _ParsedURL(
-        scheme == "vault+https",
-        parts.hostname,
-        port,
-        segments[0],
-        "/".join(segments[1:]),
-        options,
-    )
-
-
-def _display_url(parsed: _ParsedURL, store: VaultStore) -> str:
-    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
-    port = f":{parsed.port}" if parsed.port != _DEFAULT_PORT else ""
-    shown = {
-        "token_env": parsed.options.values.get("token_env"),
-        "namespace": store.namespace,
-        "lock_timeout": _differs(store.lock_timeout, DEFAULT_LOCK_TIMEOUT),
-        "lease_ttl": _differs(store.lease_ttl, DEFAULT_LEASE_TTL),
-        "connect_timeout": _differs(store.connect_timeout, DEFAULT_CONNECT_TIMEOUT),
-        "timeout": _differs(store.timeout, DEFAULT_TIMEOUT),
-        "ca_file": parsed.options.values.get("ca_file"),
-    }
-    query = "&".join(
-        f"{key}={quote(value, safe='/~:')}" for key, value in shown.items() if value is not None
-    )
-    scheme = "vault+https" if parsed.tls else "vault+http"
-    mount = quote(parsed.mount, safe="")
-    return f"{scheme}://{host}{port}/{mount}/{parsed.path}" + (f"?{query}" if query else "")
-
-
-def _differs(value: float, default: float) -> str | None:
-    return f"{value:g}" if value != default else None
-
-
-def _token_from(given: str | None, variable: str | None, url: str) -> tuple[str, str]:
-    """The token and a description of where it came from (never the token itself)."""
-    if given is not None:
-        if not given.strip():
-            raise StoreUnavailable(f"the token given for {url} is empty; pass a Vault token")
-        return given.strip(), "the token argument"
-    candidates = (variable,) if variable is not None else TOKEN_VARIABLES
-    for name in candidates:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return value, f"the environment variable {name}"
-    if variable is not None:
-        raise StoreUnavailable(
-            f"no Vault token for {url}: the environment variable {variable} (named by "
-            "token_env) is not set; set it to a token whose policy allows the store"
-        )
-    raise StoreUnavailable(
-        f"no Vault token for {url}: neither VAULT_TOKEN nor BAO_TOKEN is set; set one of them "
-        "to a token whose policy allows the store, or name another variable with "
-        "?token_env=NAME"
-    )
-
-
-def _warn_plain_http(host: str, url: str) -> None:
-    """Say once per host that a token sent over plain HTTP beyond this machine is exposed."""
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if loopback:
-        return
-    with _WARNED_LOCK:
-        if host in _WARNED:
-            return
-        _WARNED.add(host)
-    log.warning(
-        "%s sends the Vault token and the tokens unencrypted over the network; use "
-        "vault+https:// outside a development machine",
-        url,
-    )

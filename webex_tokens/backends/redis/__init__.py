@@ -22,27 +22,32 @@ and by :meth:`RedisStore.durability`.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
-import os
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, TypeVar, cast
-from urllib.parse import quote, unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ..errors import InvalidStoreURL, StoreCorrupted, StoreError, StoreUnavailable
-from ..leases import DEFAULT_LEASE_TTL, MIN_LEASE_TTL, Busy, Leases
-from ..locks import DEFAULT_LOCK_TIMEOUT
-from ..store import BaseStore, Keep, Record, RecordChange, log_superseded
-from ._url_options import UrlOptions, shown_url
+from ...errors import StoreCorrupted, StoreError, StoreUnavailable
+from ...leases import DEFAULT_LEASE_TTL, MIN_LEASE_TTL, Leases
+from ...locks import DEFAULT_LOCK_TIMEOUT
+from ...store import BaseStore, Keep, Record, RecordChange, log_superseded
+from ._scripts import FENCED_WRITE, LOST, SUPERSEDED, Grant, RedisLeases, digest
+from ._url import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_PREFIX,
+    DEFAULT_TIMEOUT,
+    check_prefix,
+    display_url,
+    existing_file,
+    parse_url,
+    password_from,
+)
 
 __all__ = [
     "ACL_COMMANDS",
@@ -55,105 +60,19 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PREFIX: Final = "webex-tokens"
-#: Seconds to wait for the server to accept a connection (and the TLS handshake).
-DEFAULT_CONNECT_TIMEOUT: Final = 5.0
-#: Seconds to wait for the answer to one command.
-DEFAULT_TIMEOUT: Final = 5.0
-
-_DEFAULT_PORT: Final = 6379
-_OPTIONS: Final = (
-    "prefix",
-    "password_env",
-    "connect_timeout",
-    "timeout",
-    "lock_timeout",
-    "lease_ttl",
-    "ca_file",
-    "cert_file",
-    "key_file",
-)
-_TLS_OPTIONS: Final = ("ca_file", "cert_file", "key_file")
 #: The commands the store runs (directly or in its scripts): a Redis ACL user needs these
 #: on ``~<prefix>:*``, and ``+config|get`` for :meth:`RedisStore.durability`.
 ACL_COMMANDS: Final = (
     "+ping +get +mget +set +del +pexpire +pttl +zadd +zrem +zrange +multi +exec "
     "+eval +evalsha +script|load"
 )
-_PREFIX_PATTERN: Final = re.compile(r"^[A-Za-z0-9._-]+(?::[A-Za-z0-9._-]+)*$")
-#: Segments a prefix may not hold: the store's own key parts, so that two stores with
-#: different prefixes can never share a key.
-_RESERVED_SEGMENTS: Final = frozenset({"token", "lease", "names"})
 #: Names read per round trip when streaming records.
 _BATCH: Final = 500
-#: The longest pause between two attempts to take a lease (seconds).
-_POLL_INTERVAL: Final = 0.02
 #: Servers whose missing persistence was already reported by this process.
 _WARNED: set[tuple[str, int, int]] = set()
 _WARNED_LOCK = threading.Lock()
 
 _T = TypeVar("_T")
-
-# -- the Lua scripts (each runs atomically on the server) --------------------------------
-
-#: KEYS: lease, record. ARGV: owner, ttl in ms. Takes the lease if it is free (or
-#: already this owner's: a retried attempt) and reads the record in the same step;
-#: otherwise answers the holder's time left and owner.
-_ACQUIRE: Final = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2])
-   or redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return {1, redis.call('GET', KEYS[2])}
-end
-return {0, redis.call('PTTL', KEYS[1]), redis.call('GET', KEYS[1])}
-"""
-#: KEYS: lease. ARGV: owner, ttl in ms. Extends the lease only if it is still the owner's.
-_RENEW: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-#: KEYS: lease. ARGV: owner. Compare-and-delete: never releases another owner's lease.
-_RELEASE: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-#: KEYS: lease, record, names. ARGV: owner, SHA-1 of the record read ('' if none),
-#: 'set' or 'del', the new record, the name. The fenced write of ``update``: 0 when the
-#: lease is no longer the owner's (nothing written), 2 when the record changed since it
-#: was read (a put or delete landed: nothing written), 1 when written. Releases the
-#: lease unless it was lost.
-_FENCED_WRITE: Final = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return 0
-end
-local current = redis.call('GET', KEYS[2])
-local seen = ''
-if current then
-  seen = redis.sha1hex(current)
-end
-local outcome = 1
-if seen ~= ARGV[2] then
-  outcome = 2
-elseif ARGV[3] == 'set' then
-  redis.call('SET', KEYS[2], ARGV[4])
-  redis.call('ZADD', KEYS[3], 0, ARGV[5])
-else
-  redis.call('DEL', KEYS[2])
-  redis.call('ZREM', KEYS[3], ARGV[5])
-end
-redis.call('DEL', KEYS[1])
-return outcome
-"""
-_LOST, _WRITTEN, _SUPERSEDED = 0, 1, 2
-
-
-def _digest(data: bytes | None) -> str:
-    """The SHA-1 the fenced write compares with (a change detector, not a secret)."""
-    return "" if data is None else hashlib.sha1(data, usedforsecurity=False).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -175,52 +94,6 @@ class RedisDurability:
     eviction: str | None
     problem: str | None
     checked: bool
-
-
-@dataclass(frozen=True)
-class _Grant:
-    """A Redis lease: its owner string, and the record read when it was taken."""
-
-    owner: str
-    record: bytes | None
-
-
-class _RedisLeases:
-    """The atomic lease steps of :mod:`webex_tokens.leases`, as Lua scripts."""
-
-    poll_interval = _POLL_INTERVAL
-
-    def __init__(self, store: RedisStore) -> None:
-        self._store = store
-        client = store.client
-        self._acquire = client.register_script(_ACQUIRE)
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
-
-    def try_acquire(self, key: str, owner: str, ttl: float) -> _Grant | Busy:
-        store = self._store
-        keys = [store._lease_key(key), store._record_key(key)]
-        answer = store._call(key, lambda: self._acquire(keys, [owner, _ms(ttl)]), retry=True)
-        if answer[0] == 1:
-            return _Grant(owner, answer[1] if len(answer) > 1 else None)
-        time_left = answer[1] / 1000 if len(answer) > 1 and answer[1] > 0 else None
-        holder = answer[2].decode("utf-8", "replace") if len(answer) > 2 and answer[2] else None
-        return Busy(retry_after=time_left, holder=holder)
-
-    def renew(self, key: str, grant: _Grant, ttl: float) -> _Grant | None:
-        store = self._store
-        keys = [store._lease_key(key)]
-        renewed = store._call(key, lambda: self._renew(keys, [grant.owner, _ms(ttl)]), retry=True)
-        return grant if renewed else None
-
-    def release(self, key: str, grant: _Grant) -> None:
-        store = self._store
-        keys = [store._lease_key(key)]
-        store._call(key, lambda: self._release(keys, [grant.owner]), retry=True)
-
-
-def _ms(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
 
 
 class RedisStore(BaseStore):
@@ -255,10 +128,10 @@ class RedisStore(BaseStore):
         lease_ttl: float | None = None,
     ) -> None:
         self._client: redis.Redis | None = None
-        self._leases: Leases[_Grant] | None = None
-        parsed = _parse_url(url)
+        self._leases: Leases[Grant] | None = None
+        parsed = parse_url(url)
         options = parsed.options
-        self.prefix: str = _check_prefix(options.text("prefix", prefix) or DEFAULT_PREFIX, url)
+        self.prefix: str = check_prefix(options.text("prefix", prefix) or DEFAULT_PREFIX, url)
         self.lock_timeout: float = options.seconds(
             "lock_timeout", DEFAULT_LOCK_TIMEOUT, lock_timeout
         )
@@ -269,9 +142,18 @@ class RedisStore(BaseStore):
         self.timeout: float = options.seconds("timeout", DEFAULT_TIMEOUT)
         self.host, self.port, self.db = parsed.host, parsed.port, parsed.db
         self.tls = parsed.tls
-        self.url = _display_url(parsed, self)
+        self.url = display_url(
+            parsed,
+            self.prefix,
+            {
+                "lock_timeout": (self.lock_timeout, DEFAULT_LOCK_TIMEOUT),
+                "lease_ttl": (self.lease_ttl, DEFAULT_LEASE_TTL),
+                "connect_timeout": (self.connect_timeout, DEFAULT_CONNECT_TIMEOUT),
+                "timeout": (self.timeout, DEFAULT_TIMEOUT),
+            },
+        )
         password_env = options.text("password_env")
-        self._password = _password_from(password_env, self.url)
+        self._password = password_from(password_env, self.url)
         self._password_env = password_env
         self._user = parsed.user
         tls: dict[str, Any] = {}
@@ -280,9 +162,9 @@ class RedisStore(BaseStore):
                 "ssl": True,
                 "ssl_cert_reqs": "required",
                 "ssl_check_hostname": True,
-                "ssl_ca_certs": _existing_file(options.text("ca_file"), "ca_file", self.url),
-                "ssl_certfile": _existing_file(options.text("cert_file"), "cert_file", self.url),
-                "ssl_keyfile": _existing_file(options.text("key_file"), "key_file", self.url),
+                "ssl_ca_certs": existing_file(options.text("ca_file"), "ca_file", self.url),
+                "ssl_certfile": existing_file(options.text("cert_file"), "cert_file", self.url),
+                "ssl_keyfile": existing_file(options.text("key_file"), "key_file", self.url),
             }
         self._keys_prefix = self.prefix.encode("utf-8")
         self._names_key = self._keys_prefix + b":names"
@@ -301,9 +183,9 @@ class RedisStore(BaseStore):
         )
         try:
             self._call(None, self._client.ping, retry=True)
-            self._fenced_write = self._client.register_script(_FENCED_WRITE)
+            self._fenced_write = self._client.register_script(FENCED_WRITE)
             self._leases = Leases(
-                _RedisLeases(self),
+                RedisLeases(self),
                 ttl=self.lease_ttl,
                 lock_timeout=self.lock_timeout,
                 describe=self._describe,
@@ -578,11 +460,11 @@ class RedisStore(BaseStore):
             keys = [self._lease_key(name), self._record_key(name), self._names_key]
             args: list[str | bytes]
             if result is None:
-                args = [lease.owner, _digest(seen), "del", b"", name.encode("utf-8")]
+                args = [lease.owner, digest(seen), "del", b"", name.encode("utf-8")]
             else:
                 args = [
                     lease.owner,
-                    _digest(seen),
+                    digest(seen),
                     "set",
                     result.data.encode("utf-8"),
                     name.encode("utf-8"),
@@ -594,10 +476,10 @@ class RedisStore(BaseStore):
                 raise StoreUnavailable(
                     f"{exc}; the new token of {name!r} may or may not have been written"
                 ) from None
-            if outcome == _LOST:
+            if outcome == LOST:
                 lease.mark_lost()
                 raise leases.lost_error(name)
-            if outcome == _SUPERSEDED:
+            if outcome == SUPERSEDED:
                 log_superseded(self.url, name)
 
     def _update_records(
@@ -616,127 +498,3 @@ class RedisStore(BaseStore):
 
 def _text(value: object) -> str:
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
-
-
-# -- URLs -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _ParsedURL:
-    tls: bool
-    user: str | None
-    host: str
-    port: int
-    db: int
-    options: UrlOptions
-
-
-def _parse_url(url: str) -> _ParsedURL:
-    if not isinstance(url, str):
-        raise InvalidStoreURL(f"a store URL must be text, not {type(url).__name__}")
-    shown = shown_url(url)
-    example = "redis://HOST:6379/0?password_env=REDIS_PASSWORD"
-    try:
-        parts = urlsplit(url)
-        port = parts.port or _DEFAULT_PORT
-    except ValueError:
-        raise InvalidStoreURL(f"{shown} is not a Redis URL; write e.g. {example}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in ("redis", "rediss"):
-        raise InvalidStoreURL(
-            f"{shown} is not a Redis URL; write redis://... or rediss://... (TLS), e.g. {example}"
-        )
-    if parts.password is not None or ":" in parts.netloc.rpartition("@")[0]:
-        raise InvalidStoreURL(
-            f"{shown} holds a password, and passwords never go in a store URL (URLs end up "
-            "in settings and logs); put it in an environment variable and name that "
-            "variable with ?password_env=NAME"
-        )
-    if parts.fragment:
-        raise InvalidStoreURL(f"{shown} has a #fragment; remove it")
-    if not parts.hostname:
-        raise InvalidStoreURL(f"{shown} names no host; write e.g. {example}")
-    database = parts.path.lstrip("/") or "0"
-    if not database.isascii() or not database.isdigit() or "/" in parts.path.strip("/"):
-        raise InvalidStoreURL(
-            f"{shown} names the database {parts.path!r}; give its number, e.g. redis://HOST/0"
-        )
-    forbidden = {
-        option: (
-            f"{shown} holds a password in ?{option}=; put it in an environment variable and "
-            "name that variable with ?password_env=NAME"
-        )
-        for option in ("password", "pass", "passwd", "pwd", "auth")
-    }
-    options = UrlOptions(url, parts.query, _OPTIONS, forbidden)
-    if scheme == "redis":
-        for option in _TLS_OPTIONS:
-            if option in options.values:
-                raise InvalidStoreURL(
-                    f"{option} in {shown} is for TLS; write rediss:// to connect with TLS"
-                )
-    user = unquote(parts.username) if parts.username else None
-    return _ParsedURL(scheme == "rediss", user, parts.hostname, port, int(database), options)
-
-
-def _display_url(parsed: _ParsedURL, store: RedisStore) -> str:
-    """The store's URL: no password (there is none), options that differ from defaults."""
-    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
-    user = quote(parsed.user, safe="") + "@" if parsed.user else ""
-    port = f":{parsed.port}" if parsed.port != _DEFAULT_PORT else ""
-    shown = {
-        "prefix": store.prefix if store.prefix != DEFAULT_PREFIX else None,
-        "password_env": parsed.options.values.get("password_env"),
-        "lock_timeout": _differs(store.lock_timeout, DEFAULT_LOCK_TIMEOUT),
-        "lease_ttl": _differs(store.lease_ttl, DEFAULT_LEASE_TTL),
-        "connect_timeout": _differs(store.connect_timeout, DEFAULT_CONNECT_TIMEOUT),
-        "timeout": _differs(store.timeout, DEFAULT_TIMEOUT),
-        **{option: parsed.options.values.get(option) for option in _TLS_OPTIONS},
-    }
-    query = "&".join(
-        f"{key}={quote(value, safe='/~:')}" for key, value in shown.items() if value is not None
-    )
-    scheme = "rediss" if parsed.tls else "redis"
-    return f"{scheme}://{user}{host}{port}/{parsed.db}" + (f"?{query}" if query else "")
-
-
-def _differs(value: float, default: float) -> str | None:
-    return f"{value:g}" if value != default else None
-
-
-def _check_prefix(prefix: str, url: str) -> str:
-    segments = prefix.split(":")
-    if (
-        len(prefix) > 100
-        or not _PREFIX_PATTERN.match(prefix)
-        or _RESERVED_SEGMENTS.intersection(segments)
-    ):
-        raise InvalidStoreURL(
-            f"the prefix {prefix!r} of {shown_url(url)} is not allowed; use letters, "
-            "digits, '.', '_' and '-' in parts joined by ':' (at most 100 characters, no part "
-            "named token, lease or names), e.g. ?prefix=myapp:webex-tokens"
-        )
-    return prefix
-
-
-def _password_from(variable: str | None, url: str) -> str | None:
-    if variable is None:
-        return None
-    value = os.environ.get(variable)
-    if not value:
-        state = "is not set" if value is None else "is empty"
-        raise StoreUnavailable(
-            f"cannot log in to {url}: the environment variable {variable} (named by "
-            f"password_env) {state}; set it to the Redis password"
-        )
-    return value
-
-
-def _existing_file(path: str | None, option: str, url: str) -> str | None:
-    if path is None:
-        return None
-    expanded = os.path.expanduser(path)
-    with contextlib.suppress(OSError, ValueError):
-        if os.path.isfile(expanded):
-            return expanded
-    raise InvalidStoreURL(f"the {option} {path!r} of {url} is not a file; give the path of one")
