@@ -22,6 +22,7 @@ and by :meth:`RedisStore.durability`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -473,6 +474,10 @@ class RedisStore(BaseStore):
             try:
                 outcome = self._call(name, lambda: self._fenced_write(keys, args))
             except StoreUnavailable as exc:
+                # If the script ran, the lease is gone already; if not, free it now
+                # rather than after its TTL (compare-and-delete: safe either way).
+                with contextlib.suppress(StoreError):
+                    leases.backend.release(name, lease.grant)
                 raise StoreUnavailable(
                     f"{exc}; the new token of {name!r} may or may not have been written"
                 ) from None
