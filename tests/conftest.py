@@ -15,6 +15,7 @@ import pytest
 from keyring.backend import KeyringBackend
 
 from webex_tokens.testing.plugin import service_missing
+from webex_tokens.testing.servers import openbao, redis_server, redis_url, vault_url  # noqa: F401
 
 POSTGRES_URL = os.environ.get(
     "WEBEX_TOKENS_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -44,7 +44,9 @@ if TYPE_CHECKING:
     from .backends.file import FileStore
     from .backends.keyring import KeyringStore
     from .backends.memory import MemoryStore
+    from .backends.redis import RedisStore
     from .backends.sql import SQLStore
+    from .backends.vault import VaultStore
     from .callback import CallbackResult, CallbackServer, parse_callback_url
     from .client import WebexClient
     from .keeper import DirectTokenWarning, Keeper, login_name
@@ -69,8 +71,10 @@ _LAZY = {
     "KeyringStore": ".backends.keyring",
     "MemoryStore": ".backends.memory",
     "MigrationReport": ".migration",
+    "RedisStore": ".backends.redis",
     "SQLStore": ".backends.sql",
     "Settings": ".settings",
+    "VaultStore": ".backends.vault",
     "WebexClient": ".client",
     "WebexOAuth": ".oauth",
     "ensure_fresh": ".refresh",
@@ -124,6 +128,7 @@ __all__ = [
     "OAuthError",
     "ReauthorizationRequired",
     "RedirectURIMismatch",
+    "RedisStore",
     "SQLStore",
     "Settings",
     "StoreCorrupted",
@@ -133,6 +138,7 @@ __all__ = [
     "Token",
     "TokenEndpointError",
     "TokenStore",
+    "VaultStore",
     "WebexAuth",
     "WebexClient",
     "WebexOAuth",

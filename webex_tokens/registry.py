@@ -47,6 +47,8 @@ class BackendSpec:
 
 
 _SQL = "webex_tokens.backends.sql:SQLStore"
+_REDIS = "webex_tokens.backends.redis:RedisStore"
+_VAULT = "webex_tokens.backends.vault:VaultStore"
 _BUILTIN: Final[dict[str, BackendSpec]] = {
     "memory": BackendSpec("webex_tokens.backends.memory:MemoryStore"),
     "file": BackendSpec("webex_tokens.backends.file:FileStore"),
@@ -56,6 +58,9 @@ _BUILTIN: Final[dict[str, BackendSpec]] = {
     "postgresql": BackendSpec(_SQL, "pip install 'webex-tokens[postgres]'"),
     "mysql": BackendSpec(_SQL, "pip install 'webex-tokens[mysql]'"),
     "mariadb": BackendSpec(_SQL, "pip install 'webex-tokens[mysql]'"),
+    "redis": BackendSpec(_REDIS, "pip install 'webex-tokens[redis]'"),
+    "rediss": BackendSpec(_REDIS, "pip install 'webex-tokens[redis]'"),
+    "vault": BackendSpec(_VAULT, "pip install 'webex-tokens[vault]'"),
 }
 
 #: The built-in schemes, read-only. Plugins come from entry points.

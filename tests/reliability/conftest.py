@@ -25,8 +25,9 @@ def backend_url(
 ) -> Iterator[str]:
     """The URL of an empty store of the backend named by the (indirect) parameter.
 
-    Every process of a test opens this URL itself. Database tables and keyring entries
-    are removed afterwards; ``fernet+file`` gets a fresh key in ``WEBEX_TOKENS_KEY``.
+    Every process of a test opens this URL itself. Database tables, keyring entries,
+    Redis keys and Vault folders are removed afterwards; the ``fernet+`` kinds get a fresh
+    key in ``WEBEX_TOKENS_KEY``.
     """
     kind = request.param
     if kind == "file":
@@ -43,6 +44,16 @@ def backend_url(
             yield f"{server}?table={unique_table}"
         finally:
             drop_table(server, unique_table)
+    elif kind in ("redis", "fernet+redis"):
+        if kind == "fernet+redis":
+            monkeypatch.setenv("WEBEX_TOKENS_KEY", generate_key())
+        url = str(request.getfixturevalue("redis_url"))
+        yield url if kind == "redis" else f"fernet+{url}"
+    elif kind in ("vault", "fernet+vault"):
+        if kind == "fernet+vault":
+            monkeypatch.setenv("WEBEX_TOKENS_KEY", generate_key())
+        url = str(request.getfixturevalue("vault_url"))  # sets VAULT_TOKEN for the workers
+        yield url if kind == "vault" else f"fernet+{url}"
     elif kind == "keyring":
         request.getfixturevalue("secret_service")
         service = f"webex-tokens-reliability-{uuid.uuid4().hex[:12]}"

@@ -25,6 +25,8 @@ from webex_tokens.testing.processes import (
 )
 
 PROCESSES = 8
+#: The server stores with fenced leases, plain and encrypted.
+LEASED = ("redis", "fernet+redis", "vault", "fernet+vault")
 
 
 def writes_per_process(backend: str) -> int:
@@ -33,7 +35,7 @@ def writes_per_process(backend: str) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend_url", BACKENDS, indirect=True)
+@pytest.mark.parametrize("backend_url", [*BACKENDS, *LEASED], indirect=True)
 def test_no_update_or_put_is_lost(backend_url: str, request: pytest.FixtureRequest) -> None:
     backend = request.node.callspec.params["backend_url"]
     times = writes_per_process(backend)

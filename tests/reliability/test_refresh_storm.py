@@ -24,7 +24,17 @@ from webex_tokens.token import Token
 
 NAME = "alice@example.com"
 ROUNDS = 5
-STORM_BACKENDS = ("file", "sqlite", "postgresql", "mariadb", "keyring")
+STORM_BACKENDS = (
+    "file",
+    "sqlite",
+    "postgresql",
+    "mariadb",
+    "keyring",
+    "redis",
+    "fernet+redis",
+    "vault",
+    "fernet+vault",
+)
 
 
 def processes_for(backend: str) -> int:
