@@ -18,6 +18,7 @@ from .errors import (
     DecryptionError,
     DeviceCodeExpired,
     IDTokenInvalid,
+    InvalidBundle,
     InvalidName,
     InvalidStoreURL,
     InvalidToken,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from .backends.redis import RedisStore
     from .backends.sql import SQLStore
     from .backends.vault import VaultStore
+    from .bundle import Bundle, read_bundle, write_bundle
     from .callback import CallbackResult, CallbackServer, parse_callback_url
     from .client import WebexClient
     from .keeper import DirectTokenWarning, Keeper, login_name
@@ -62,6 +64,7 @@ _LAZY = {
     "WebexAuth": ".auth",
     "WebexRequestsAuth": ".auth",
     "AuthorizationRequest": ".oauth",
+    "Bundle": ".bundle",
     "CallbackResult": ".callback",
     "CallbackServer": ".callback",
     "DirectTokenWarning": ".keeper",
@@ -83,7 +86,9 @@ _LAZY = {
     "login_name": ".keeper",
     "migrate": ".migration",
     "parse_callback_url": ".callback",
+    "read_bundle": ".bundle",
     "rotate_keys": ".backends.fernet",
+    "write_bundle": ".bundle",
 }
 
 
@@ -106,6 +111,7 @@ __all__ = [
     "AuthorizationRequest",
     "BackendUnavailable",
     "BaseStore",
+    "Bundle",
     "CallbackError",
     "CallbackResult",
     "CallbackServer",
@@ -116,6 +122,7 @@ __all__ = [
     "FernetStore",
     "FileStore",
     "IDTokenInvalid",
+    "InvalidBundle",
     "InvalidName",
     "InvalidStoreURL",
     "InvalidToken",
@@ -152,5 +159,7 @@ __all__ = [
     "migrate",
     "open_store",
     "parse_callback_url",
+    "read_bundle",
     "rotate_keys",
+    "write_bundle",
 ]

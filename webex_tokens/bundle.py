@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from .errors import InvalidToken, WebexTokensError
+from .errors import InvalidBundle, InvalidToken
 from .store import atomic_write, json_loads_strict
 from .token import Token
 
@@ -62,10 +62,6 @@ _FILE_STORE_VERSION: Final = 1
 
 #: What a file held: a bundle, a file store's ``tokens.json``, or a single token.
 Form = Literal["bundle", "file store", "token"]
-
-
-class InvalidBundle(WebexTokensError, ValueError):
-    """A file given as a bundle holds neither a bundle, a token nor a file store's tokens."""
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@
 
     WebexTokensError
     ├── ConfigError
+    ├── InvalidBundle            (also ValueError: a file that is no export bundle)
     ├── InvalidName              (also ValueError: a bad account name)
     ├── InvalidToken             (also ValueError: data that is not a token)
     ├── StoreError
@@ -40,6 +41,7 @@ __all__ = [
     "DecryptionError",
     "DeviceCodeExpired",
     "IDTokenInvalid",
+    "InvalidBundle",
     "InvalidName",
     "InvalidStoreURL",
     "InvalidToken",
@@ -63,6 +65,10 @@ class WebexTokensError(Exception):
 
 class ConfigError(WebexTokensError):
     """The settings file, an environment variable or an argument is invalid."""
+
+
+class InvalidBundle(WebexTokensError, ValueError):
+    """A file given as a bundle holds neither a bundle, a token nor a file store's tokens."""
 
 
 class InvalidName(WebexTokensError, ValueError):
