@@ -10,6 +10,7 @@ One module per command group, over one door into the library:
 ``keys``           ``keygen``, ``rotate-key``
 ``doctor``         ``stores``, ``doctor``
 ``demo``           ``demo``
+``emulator``       ``emulator``
 ``engine``         every call into the library's engine and store layer, one per concept
 ``schemas``        the ``--json`` documents, field by field
 ``state``          what the global options chose

@@ -133,6 +133,7 @@ _COMMANDS: Final = {
     "stores": "doctor:stores",
     "doctor": "doctor:doctor",
     "demo": "demo:demo",
+    "emulator": "emulator:emulator",
 }
 
 
