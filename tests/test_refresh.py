@@ -158,6 +158,13 @@ def test_token_status(current: Token, status: str) -> None:
     assert token_status(current, now=NOW) == status
 
 
+def test_a_refused_refresh_token_needs_a_login_whatever_its_expiry_says() -> None:
+    assert token_status(token(), now=NOW, refused=True) == "refused"
+    assert token_status(token(expires_in=-60), now=NOW, refused=True) == "refused"
+    bot = Token(access_token="bot", kind="bot")
+    assert token_status(bot, now=NOW, refused=True) == "ok"  # nothing to refuse
+
+
 def test_an_imported_legacy_token_file_is_due_for_the_keep_alive(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -163,16 +163,30 @@ def token_status(
     leeway: float = DEFAULT_LEEWAY,
     refresh_window: float = REFRESH_DUE_WINDOW,
     now: datetime | None = None,
+    *,
+    refused: bool = False,
 ) -> str:
     """How ``token`` stands, as ``webex-tokens list`` and ``show`` print it.
 
+    Args:
+        token: the token.
+        leeway: seconds before its expiry from which the access token is due.
+        refresh_window: seconds before its expiry from which the refresh token is due.
+        now: the current time (for tests).
+        refused: Webex refused this token's refresh token (revoked, or expired early),
+            as the caller remembers it: whatever its recorded expiry says, only a new
+            login helps.
+
     Returns:
+        ``"refused"`` (``refused``: only a new login helps),
         ``"expired"`` (the access token is dead, a refresh can renew it),
         ``"refresh expired"`` (only a new login helps), ``"due"`` (the access token
         expires within ``leeway`` or the refresh token within ``refresh_window``),
         ``"unknown"`` (no expiry is recorded or can be estimated, and it is not a bot's
         token, which never expires) or ``"ok"``.
     """
+    if refused and token.refresh_token is not None:
+        return "refused"
     when = expiries(token)
     moment = _now(now)
     left = _left(when.access_at, moment)

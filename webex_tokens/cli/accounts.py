@@ -9,7 +9,7 @@ import click
 
 from ..errors import WebexTokensError
 from ..token import Token, fingerprint
-from . import engine
+from . import engine, history
 from .durations import until
 from .errors import describe, missing
 from .output import (
@@ -24,9 +24,11 @@ from .output import (
 )
 from .state import state
 
-__all__ = ["LIST_HEADERS", "account_document", "delete", "list_", "list_row", "show"]
+__all__ = ["LIST_HEADERS", "NEEDS_LOGIN", "account_document", "delete", "list_", "list_row", "show"]
 
 LIST_HEADERS: Final = ("account", "store", "expires in", "refresh expires in", "scopes", "status")
+#: The statuses of an account that only a new login revives.
+NEEDS_LOGIN: Final = ("refresh expired", "refused")
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class _Listed:
     store: str
     url: str
     entry: engine.Entry
+    refused: bool = False
 
 
 @click.command(name="list")
@@ -72,17 +75,21 @@ def list_(ctx: click.Context, all_stores: bool, as_json: bool) -> None:
                     raise
                 store_errors.append({"store": label, "url": url, "message": describe(exc)})
                 continue
-            listed.extend(_Listed(label, url, entry) for entry in entries)
+            notes = history.read_history(store.url)
+            listed.extend(_Listed(label, url, entry, _refused(notes, entry)) for entry in entries)
     for failed in store_errors:
         click.echo(f"error: {failed['store']}: {one_line(failed['message'])}", err=True)
     unreadable = [item for item in listed if item.entry.error is not None]
     _report_unreadable(listed, unreadable, every=current.debug)
     leeway = engine.leeway()
     if as_json:
-        accounts = [account_document(item.entry, item.store, item.url, leeway) for item in listed]
+        accounts = [
+            account_document(item.entry, item.store, item.url, leeway, refused=item.refused)
+            for item in listed
+        ]
         emit_json("list", {"accounts": accounts, "errors": store_errors})
     elif listed:
-        rows = [list_row(item.entry, item.store, leeway) for item in listed]
+        rows = [list_row(item.entry, item.store, leeway, refused=item.refused) for item in listed]
         stores = {(item.store, item.url) for item in listed}
         title = None
         if len(stores) == 1:
@@ -94,13 +101,19 @@ def list_(ctx: click.Context, all_stores: bool, as_json: bool) -> None:
                 [
                     item.entry.name
                     for item, row in zip(listed, rows, strict=True)
-                    if row[-1] == "refresh expired"
+                    if row[-1] in NEEDS_LOGIN
                 ]
             )
     elif not store_errors:
         click.echo("no tokens stored; add one with: webex-tokens login", err=True)
     if store_errors or unreadable:
         raise click.exceptions.Exit(1)
+
+
+def _refused(notes: dict[str, history.LastRefresh], entry: engine.Entry) -> bool:
+    """True when the refresh history says Webex refused this entry's refresh token."""
+    note = notes.get(entry.name)
+    return note is not None and entry.token is not None and note.refuses(entry.token)
 
 
 def _hint_logins(names: list[str], shown: int = 5) -> None:
@@ -135,8 +148,11 @@ def _report_unreadable(listed: list[_Listed], unreadable: list[_Listed], *, ever
         )
 
 
-def list_row(entry: engine.Entry, label: str, leeway: float) -> tuple[str, ...]:
-    """The row of ``list`` for one account (see :data:`LIST_HEADERS`)."""
+def list_row(
+    entry: engine.Entry, label: str, leeway: float, *, refused: bool = False
+) -> tuple[str, ...]:
+    """The row of ``list`` for one account (see :data:`LIST_HEADERS`); ``refused``: Webex
+    refused its refresh token (:mod:`~webex_tokens.cli.history`)."""
     found = entry.token
     if found is None:
         return (safe(entry.name), label, "?", "?", "?", "unreadable")
@@ -149,25 +165,32 @@ def list_row(entry: engine.Entry, label: str, leeway: float) -> tuple[str, ...]:
         until(found.expires_in()),
         refresh_left,
         safe(" ".join(found.scopes)) or "-",
-        engine.status(found, leeway),
+        engine.status(found, leeway, refused=refused),
     )
 
 
 def account_document(
-    entry: engine.Entry, store: str, url: str, leeway: float, *, reveal: bool = False
+    entry: engine.Entry,
+    store: str,
+    url: str,
+    leeway: float,
+    *,
+    reveal: bool = False,
+    refused: bool = False,
 ) -> dict[str, Any]:
-    """One account as ``list --json`` and ``show --json`` print it (secrets: ``reveal``).
+    """One account as ``list --json`` and ``show --json`` print it (secrets: ``reveal``;
+    ``refused``: Webex refused its refresh token).
 
     The fields are those of the ``account`` object in :mod:`webex_tokens.cli.schemas`.
     """
     found = entry.token
-    status = "unreadable" if found is None else engine.status(found, leeway)
+    status = "unreadable" if found is None else engine.status(found, leeway, refused=refused)
     document: dict[str, Any] = {
         "name": entry.name,
         "store": store,
         "store_url": url,
         "status": status,
-        "action": engine.login_command(entry.name) if status == "refresh expired" else None,
+        "action": engine.login_command(entry.name) if status in NEEDS_LOGIN else None,
         "error": entry.error,
     }
     if found is None:
@@ -236,15 +259,18 @@ def show(ctx: click.Context, name: str, reveal: bool, as_json: bool) -> None:
         if found is None:
             missing(store, name)
         label, url = current.label(store), engine.redact_url(store.url)
-    if as_json:
         entry = engine.Entry(name, found)
-        document = account_document(entry, label, url, engine.leeway(), reveal=reveal)
+        refused = _refused(history.read_history(store.url), entry)
+    if as_json:
+        document = account_document(
+            entry, label, url, engine.leeway(), reveal=reveal, refused=refused
+        )
         emit_json("show", {"account": document})
         return
-    _show_text(name, found, label, reveal)
+    _show_text(name, found, label, reveal, refused)
 
 
-def _show_text(name: str, found: Token, label: str, reveal: bool) -> None:
+def _show_text(name: str, found: Token, label: str, reveal: bool, refused: bool) -> None:
     def secret(value: str | None) -> str:
         if value is None:
             return "none"
@@ -262,7 +288,7 @@ def _show_text(name: str, found: Token, label: str, reveal: bool) -> None:
         ("name", safe(name)),
         ("account", safe(found.account or "unknown")),
         ("store", label),
-        ("status", engine.status(found, engine.leeway())),
+        ("status", engine.status(found, engine.leeway(), refused=refused)),
         ("access token", secret(found.access_token)),
         ("expires at", when(found.expires_at, found.expires_in())),
         ("refresh token", secret(found.refresh_token)),

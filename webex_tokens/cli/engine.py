@@ -269,11 +269,12 @@ def leeway() -> float:
     return DEFAULT_LEEWAY
 
 
-def status(token: Token, leeway: float) -> str:
-    """How ``token`` stands in ``list``: :func:`~webex_tokens.refresh.token_status`."""
+def status(token: Token, leeway: float, *, refused: bool = False) -> str:
+    """How ``token`` stands in ``list``: :func:`~webex_tokens.refresh.token_status`
+    (``refused``: Webex refused its refresh token, as the refresh history remembers)."""
     from ..refresh import token_status
 
-    return token_status(token, leeway)
+    return token_status(token, leeway, refused=refused)
 
 
 def expires_within(token: Token, window: float) -> bool:

@@ -100,7 +100,7 @@ _STATUS_STYLES: Final = {
 }
 # On a terminal, some cells and headers read better in other words; plain output keeps
 # the documented words that scripts parse.
-_TERMINAL_WORDS: Final = {"refresh expired": "log in again"}
+_TERMINAL_WORDS: Final = {"refresh expired": "log in again", "refused": "log in again"}
 _TERMINAL_HEADERS: Final = {"refresh expires in": "refresh in", "encrypted": "fernet"}
 _DURATION_COLUMNS: Final = ("expires in", "refresh expires in")
 # How each kind of column fits a narrow terminal, in the order they get spare width:

@@ -37,7 +37,8 @@ OBJECTS: Final[dict[str, dict[str, Field]]] = {
         "status": Field(
             "str",
             "ok, due (refreshed on next use), expired (refreshed on next use), "
-            "refresh expired (log in again), or unreadable",
+            "refresh expired (log in again), refused (Webex refused its refresh token "
+            "at the last refresh: log in again), or unreadable",
         ),
         "action": Field(
             "str?",

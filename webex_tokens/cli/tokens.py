@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..errors import WebexTokensError
+from ..errors import ReauthorizationRequired, WebexTokensError
+from ..store import TokenStore
 from ..token import Token
-from . import engine
+from . import engine, history
 from .durations import duration_option, format_duration, until
 from .errors import describe, missing
 from .output import Reporter, emit_json, iso, json_option, one_line, safe, seconds
@@ -79,9 +82,40 @@ def token(ctx: click.Context, name: str) -> None:
     current = state(ctx)
     with current.open_existing() as store:
         accounts = engine.keeper(store, current.settings())
-        if accounts.stored(name) is None:
+        before = accounts.stored(name)
+        if before is None:
             missing(store, name)
-        click.echo(accounts.current(name).access_token)
+        try:
+            found = accounts.current(name)
+        except ReauthorizationRequired as exc:
+            _note(store, name, before, None, exc)
+            raise
+        if found.access_token != before.access_token:
+            _note(store, name, before, found, None)
+        click.echo(found.access_token)
+
+
+def _note(
+    store: TokenStore,
+    name: str,
+    before: Token | None,
+    after: Token | None,
+    error: BaseException | None,
+) -> None:
+    """Remember how the refresh of ``name`` ended (:mod:`~webex_tokens.cli.history`)."""
+    result, seen = history.outcome_of(before, after, error)
+    history.record(store.url, [(name, result, seen)])
+
+
+def _refresh_one(accounts: Keeper, name: str, before: Token) -> Token:
+    """Refresh ``name`` now and remember how it ended; raise what the refresh raised."""
+    try:
+        fresh = accounts.refresh(name)
+    except (WebexTokensError, OSError) as exc:
+        _note(accounts.store, name, before, None, exc)
+        raise
+    _note(accounts.store, name, before, fresh, None)
+    return fresh
 
 
 @click.command()
@@ -127,10 +161,11 @@ def refresh(
         if name is None:
             outcome = _refresh_all(accounts, due_within, concurrency, quiet=as_json)
         else:
-            if accounts.stored(name) is None:
+            before = accounts.stored(name)
+            if before is None:
                 missing(store, name)
             if not as_json:
-                fresh = accounts.refresh(name)
+                fresh = _refresh_one(accounts, name, before)
                 click.echo(
                     f"refreshed {safe(name)}: access token {fresh.fingerprint} "
                     f"expires in {until(fresh.expires_in())}"
@@ -138,7 +173,7 @@ def refresh(
                 return
             outcome = _Outcome()
             try:
-                outcome.refreshed.append((name, accounts.refresh(name)))
+                outcome.refreshed.append((name, _refresh_one(accounts, name, before)))
             except (WebexTokensError, OSError) as exc:
                 outcome.failed.append((name, describe(exc)))
         label, url = current.label(store), engine.redact_url(store.url)
@@ -198,10 +233,17 @@ def _refresh_all(accounts: Keeper, window: float, concurrency: int, *, quiet: bo
             due[entry.name] = entry.token
         else:
             outcome.not_due.append(entry.name)
-    with Reporter(f"refreshing {len(due)} accounts", len(due), quiet=quiet) as reporter:
+    notes: list[tuple[str, str, str | None]] = []
+    with (
+        Reporter(f"refreshing {len(due)} accounts", len(due), quiet=quiet) as reporter,
+        _noting(accounts.store, notes),
+    ):
         # Each refresh is single-flight through store.update; `seen` lets one that
         # another process has just done be adopted instead of repeated.
         for result in accounts.refresh_many(due, seen=due, concurrency=concurrency):
+            notes.append(
+                (result.name, *history.outcome_of(due[result.name], result.token, result.error))
+            )
             if result.error is not None:
                 outcome.failed.append((result.name, describe(result.error)))
                 reporter.item(result.name, "failed")
@@ -211,3 +253,12 @@ def _refresh_all(accounts: Keeper, window: float, concurrency: int, *, quiet: bo
                     result.name, "refreshed", f"expires in {until(result.token.expires_in())}"
                 )
     return outcome
+
+
+@contextmanager
+def _noting(store: TokenStore, notes: list[tuple[str, str, str | None]]) -> Iterator[None]:
+    """Remember the outcomes in ``notes`` at the end, even of a run cut short (Ctrl-C)."""
+    try:
+        yield
+    finally:
+        history.record(store.url, notes)
