@@ -11,6 +11,8 @@ One module per command group, over one door into the library:
 ``doctor``         ``stores``, ``doctor``
 ``demo``           ``demo``
 ``emulator``       ``emulator``
+``completion``     ``completion``, and what the shell completes
+``history``        how each account's last refresh ended (``refused``: log in again)
 ``engine``         every call into the library's engine and store layer, one per concept
 ``schemas``        the ``--json`` documents, field by field
 ``state``          what the global options chose

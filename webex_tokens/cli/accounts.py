@@ -10,6 +10,7 @@ import click
 from ..errors import WebexTokensError
 from ..token import Token, fingerprint
 from . import engine, history
+from .completion import account_names
 from .durations import until
 from .errors import describe, missing
 from .output import (
@@ -247,7 +248,7 @@ def _fingerprint(secret: str | None) -> str | None:
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=account_names)
 @click.option("--reveal", is_flag=True, help="Show the access and refresh tokens themselves.")
 @json_option
 @click.pass_context
@@ -307,7 +308,7 @@ def _show_text(name: str, found: Token, label: str, reveal: bool, refused: bool)
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=account_names)
 @click.pass_context
 def delete(ctx: click.Context, name: str) -> None:
     """Delete the token stored under NAME."""

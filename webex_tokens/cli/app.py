@@ -21,6 +21,7 @@ import click
 
 from .. import __version__
 from ..errors import WebexTokensError
+from .completion import store_names
 from .errors import describe, one_line_usage
 from .output import configure_logging, one_line
 from .state import debugging, state
@@ -102,6 +103,7 @@ def _global_options() -> list[click.Parameter]:
             metavar="NAME|URL",
             expose_value=False,
             callback=_chose,
+            shell_complete=store_names,
             help="Store to work on: a configured store name or a store URL "
             "(default: the default store).",
         ),
@@ -134,6 +136,7 @@ _COMMANDS: Final = {
     "doctor": "doctor:doctor",
     "demo": "demo:demo",
     "emulator": "emulator:emulator",
+    "completion": "completion:completion",
 }
 
 

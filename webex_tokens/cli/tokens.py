@@ -13,6 +13,7 @@ from ..errors import ReauthorizationRequired, WebexTokensError
 from ..store import TokenStore
 from ..token import Token
 from . import engine, history
+from .completion import account_names
 from .durations import duration_option, format_duration, until
 from .errors import describe, missing
 from .output import Reporter, emit_json, iso, json_option, one_line, safe, seconds
@@ -28,7 +29,11 @@ __all__ = ["login", "refresh", "token"]
 
 
 @click.command()
-@click.option("--name", help="Save the token under this name (default: the account's email).")
+@click.option(
+    "--name",
+    shell_complete=account_names,
+    help="Save the token under this name (default: the account's email).",
+)
 @click.option("--no-browser", is_flag=True, help="Print the URL and read the redirect URL back.")
 @click.option("--port", type=click.IntRange(1, 65535), help="Callback port (default: the URI's).")
 @click.option(
@@ -69,7 +74,7 @@ def login(
 
 
 @click.command()
-@click.argument("name")
+@click.argument("name", shell_complete=account_names)
 @click.pass_context
 def token(ctx: click.Context, name: str) -> None:
     """Print a valid access token for NAME (refreshed first when due), for scripts.
@@ -119,7 +124,7 @@ def _refresh_one(accounts: Keeper, name: str, before: Token) -> Token:
 
 
 @click.command()
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=account_names)
 @click.option("--all", "all_", is_flag=True, help="Refresh every account that is due.")
 @click.option(
     "--due-within",

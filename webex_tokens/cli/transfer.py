@@ -13,6 +13,7 @@ import click
 from ..store import TokenStore
 from ..token import Token
 from . import engine
+from .completion import store_names
 from .errors import CommandFailed
 from .output import Reporter, emit_json, json_option, one_line, safe
 from .state import state
@@ -34,9 +35,20 @@ _CONFLICT = click.Choice(["skip", "overwrite", "newer"])
 
 @click.command()
 @click.option(
-    "--from", "source", metavar="NAME|URL", help="Store to copy from (default: --store / default)."
+    "--from",
+    "source",
+    metavar="NAME|URL",
+    shell_complete=store_names,
+    help="Store to copy from (default: --store / default).",
 )
-@click.option("--to", "target", metavar="NAME|URL", required=True, help="Store to copy into.")
+@click.option(
+    "--to",
+    "target",
+    metavar="NAME|URL",
+    required=True,
+    shell_complete=store_names,
+    help="Store to copy into.",
+)
 @click.option(
     "--names", metavar="GLOB", help="Only the accounts whose names match, e.g. '*@acme.com'."
 )
