@@ -2,14 +2,14 @@
 standard settings (WEBEX_* and WEBEX_TOKENS_* variables):
 
 - examples/fastapi_app.py under uvicorn, logged in through by a browser-like client;
-- examples/bot.py as a script, with a store seeded with an expired token;
-- the keep-alive command of examples/keep_alive/ (cron and systemd), against a seeded store.
+- examples/bot.py as a script, with a store seeded with an expired token.
+
+The keep-alive recipes of examples/keep_alive/ are checked by tests/test_deployment.py.
 """
 
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -19,14 +19,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
-import pytest
 
 from webex_tokens.registry import open_url
 from webex_tokens.testing.fake_webex import FakeWebex
 from webex_tokens.token import Token
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-KEEP_ALIVE = EXAMPLES / "keep_alive"
 
 
 def free_port() -> int:
@@ -169,53 +167,3 @@ def test_bot_without_a_token_says_how_to_log_in(fake_webex: FakeWebex, tmp_path:
     assert result.returncode == 1
     assert "webex-tokens login" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def keep_alive_commands() -> dict[str, list[str]]:
-    """The webex-tokens command line of each scheduler snippet, from the program name on."""
-    cron = [
-        line
-        for line in (KEEP_ALIVE / "webex-tokens-refresh.cron").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    service = [
-        line.partition("=")[2]
-        for line in (KEEP_ALIVE / "webex-tokens-refresh.service").read_text().splitlines()
-        if line.startswith("ExecStart=")
-    ]
-    timer = (KEEP_ALIVE / "webex-tokens-refresh.timer").read_text()
-    assert "OnCalendar=" in timer and "[Install]" in timer
-    commands = {}
-    for source, lines in (("cron", cron), ("systemd", service)):
-        assert len(lines) == 1, source
-        words = shlex.split(lines[0].split("&&")[-1].split(">>")[0])
-        program = next(i for i, word in enumerate(words) if word.endswith("/webex-tokens"))
-        commands[source] = words[program + 1 :]
-    return commands
-
-
-def test_keep_alive_snippets_refresh_only_the_due_accounts(
-    fake_webex: FakeWebex, tmp_path: Path
-) -> None:
-    commands = keep_alive_commands()
-    assert commands["cron"] == commands["systemd"] == ["refresh", "--all", "--due-within", "7d"]
-    url = f"sqlite:///{tmp_path}/tokens.db"
-    due = seed(url, fake_webex, "due@example.com", days_ago=10)  # expires in 4 days
-    fine = seed(url, fake_webex, "fine@example.com", days_ago=1)  # expires in 13 days
-    program = Path(sys.executable).with_name("webex-tokens")
-    if not program.exists():
-        pytest.fail(f"{program} is missing: install the package (pip install -e .)")
-    result = subprocess.run(
-        [str(program), *commands["systemd"]],
-        cwd=tmp_path,
-        env=environment(fake_webex, url),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "1 refreshed, 0 failed, 1 not due within 7d" in result.stdout
-    assert stored(url, "due@example.com").access_token != due.access_token
-    assert stored(url, "fine@example.com").access_token == fine.access_token
-    assert fake_webex.calls["refresh_token"] == 1

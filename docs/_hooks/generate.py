@@ -16,7 +16,8 @@ Markers in the Markdown sources are replaced at build time:
     a table of every name in ``webex_tokens.__all__``, each linked to its entry in the
     API reference (a name without one fails the strict build through autorefs).
 ``<!-- include: PATH -->``
-    the text of ``PATH``, relative to the directory of ``mkdocs.yml``.
+    the text of ``PATH``, relative to the directory of ``mkdocs.yml`` (a Markdown file
+    without its title; any other file as it is, to put inside a code fence).
 """
 
 from __future__ import annotations
@@ -180,6 +181,8 @@ def _include(argument: str, config: Any) -> str:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PluginError(f"cannot include {argument}: {exc.strerror}") from None
+    if path.suffix != ".md":
+        return text.rstrip("\n")  # a file shown as it is, inside the page's code fence
     # The included file's own title would repeat the page's.
     return re.sub(r"\A# [^\n]*\n", "", text)
 
