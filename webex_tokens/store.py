@@ -459,15 +459,18 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old or the new content.
 
     Writes a 0600 temp file in the same directory, fsyncs it, renames it over ``path``
-    with :func:`os.replace` and fsyncs the directory.
+    with :func:`os.replace` and fsyncs the directory. ``mode``: the file's mode instead
+    of 0600, set before the rename (for a file others must read, which holds no secret).
     """
     directory = path.parent
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as temp:
             temp.write(data)
             temp.flush()

@@ -12,6 +12,7 @@ One module per command group, over one door into the library:
 ``demo``           ``demo``
 ``emulator``       ``emulator``
 ``completion``     ``completion``, and what the shell completes
+``metrics``        ``metrics``: Prometheus text format
 ``history``        how each account's last refresh ended (``refused``: log in again)
 ``engine``         every call into the library's engine and store layer, one per concept
 ``schemas``        the ``--json`` documents, field by field

@@ -137,6 +137,7 @@ _COMMANDS: Final = {
     "demo": "demo:demo",
     "emulator": "emulator:emulator",
     "completion": "completion:completion",
+    "metrics": "metrics:metrics",
 }
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..login import Notice
     from ..migration import MigrationReport
     from ..oauth import WebexOAuth
+    from ..refresh import Expiries
     from ..settings import Settings
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "configured_stores",
     "default_origin",
     "expires_within",
+    "expiry_times",
     "interactive_login",
     "is_encrypted",
     "is_url",
@@ -275,6 +277,14 @@ def status(token: Token, leeway: float, *, refused: bool = False) -> str:
     from ..refresh import token_status
 
     return token_status(token, leeway, refused=refused)
+
+
+def expiry_times(token: Token) -> Expiries:
+    """When the access and refresh tokens of ``token`` expire, recorded or estimated
+    (:func:`~webex_tokens.refresh.expiries`)."""
+    from ..refresh import expiries
+
+    return expiries(token)
 
 
 def expires_within(token: Token, window: float) -> bool:
