@@ -55,6 +55,7 @@ def test_a_usage_error_is_one_error_line_naming_the_help(
     [line] = process.stderr.splitlines()
     assert line.startswith(message), line
     assert line.endswith(f"(see {help_of} --help)")
+    assert ". (see" not in line
     assert process.stdout == ""
 
 

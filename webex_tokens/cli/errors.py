@@ -39,6 +39,8 @@ class UsageFailed(click.UsageError):
         message = one_line(self.message)
         if len(message) > 1 and message[0].isupper() and message[1].islower():
             message = message[0].lower() + message[1:]
+        # One sentence: "missing argument 'NAME' (see ...)", not "... 'NAME'. (see ...)".
+        message = message.removesuffix(".")
         where = self.ctx.command_path if self.ctx is not None else "webex-tokens"
         click.echo(f"error: {message} (see {where} --help)", err=True)
 
