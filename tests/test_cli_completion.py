@@ -111,6 +111,9 @@ def test_a_store_that_cannot_be_opened_completes_nothing_quietly(tmp_path: Path)
     assert complete(f"webex-tokens --store {missing} show ") == []
     assert not (tmp_path / "nowhere").exists()
     assert complete("webex-tokens --store nosuchstore show ") == []
+    home = {"XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CONFIG_HOME": str(tmp_path / "c")}
+    assert complete("webex-tokens token ", env=home) == []  # the default store: none yet
+    assert not (tmp_path / "data").exists()
     broken = tmp_path / "broken.toml"
     broken.write_text("this is not toml = = =")
     assert complete("webex-tokens --store ", env={"WEBEX_TOKENS_CONFIG": str(broken)}) == []

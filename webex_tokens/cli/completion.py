@@ -32,10 +32,16 @@ _MOST: Final = 500  # a store of thousands of accounts completes the first of th
 
 def account_names(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """The stored account names that start with ``incomplete`` (a ``shell_complete``)."""
+    from . import engine
     from .state import state
 
+    current = state(ctx)
     try:
-        with state(ctx).open_existing() as store:
+        url = engine.resolve_store_url(current.settings(), current.target())
+        database = engine.sqlite_path(url)
+        if database is not None and not database.exists():
+            return []  # opening it would create it
+        with current.open_existing() as store:
             found: list[str] = []
             for entry in store.names():
                 if entry.startswith(incomplete):
