@@ -92,7 +92,13 @@ def fixed(text: str, home: Path) -> str:
     """``text`` with what varies between runs made fixed: the temporary directories, the
     ports, the fingerprints of random tokens (each its own, in order) and elapsed times."""
     text = text.replace(str(home), SHOWN_HOME)
-    text = re.sub(r"(webex-tokens-demo-)[a-z0-9_]{8}", r"\g<1>k3v9x2qa", text)
+    # A temporary directory or file the command made (tempfile's 8 random characters),
+    # after /tmp/ or at the start of a line (where a long path was folded).
+    text = re.sub(
+        r"(?m)(?:(?<=/tmp/)|^)([^/\s?&'\"]*?)[a-z0-9_]{8}(?=/)",
+        r"\g<1>k3v9x2qa",
+        text,
+    )
     ports: dict[str, str] = {}
     text = re.sub(
         r"127\.0\.0\.1:(\d+)",
