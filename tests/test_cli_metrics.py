@@ -209,3 +209,26 @@ def test_the_expiring_refresh_token_alert_fires_within_14_days_only(
     store.put("later", issued(webex, "later@example.com", refresh_days=15))
     found = by_account(samples(invoke("metrics", "--show-names").stdout)[metric])
     assert {name for name, value in found.items() if value < threshold} == {"soon"}
+
+
+def test_all_stores_reports_each_store_and_the_one_that_cannot_be_read(
+    webex: FakeWebex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dev = FileStore(tmp_path / "dev.json")
+    dev.put("alice", issued(webex, "alice@example.com"))
+    prod = FileStore(tmp_path / "prod.json")
+    prod.put("hr-bot", Token(access_token="b", kind="bot"))
+    config = tmp_path / "webex-tokens.toml"
+    config.write_text(
+        f'[stores.dev]\nurl = "{dev.url}"\n\n[stores.prod]\nurl = "{prod.url}"\n\n'
+        f'[stores.vault]\nurl = "fernet+{dev.url}?key_env=NO_SUCH_KEY_VARIABLE"\n'
+    )
+    monkeypatch.setenv("WEBEX_TOKENS_CONFIG", str(config))
+    result = invoke("metrics", "--all-stores", "--show-names")
+    assert result.exit_code == 1
+    found = samples(result.stdout)
+    up = {labels["store"]: value for labels, value in found["webex_tokens_store_up"]}
+    assert up == {"dev": 1.0, "prod": 1.0, "vault": 0.0}
+    accounts = {labels["store"]: value for labels, value in found["webex_tokens_accounts"]}
+    assert accounts == {"dev": 1.0, "prod": 1.0}
+    assert result.stderr.startswith("error: vault: ")
