@@ -294,3 +294,71 @@ def test_a_lost_redis_lease_leaves_the_refreshed_token_to_the_journal(
     assert not token.is_expired() and journal_files() == []
     assert refreshes(fake) == 1 and fake.revoked_families == 0
     client.close()
+
+
+# -- doctor shows what waits ------------------------------------------------------------
+
+
+def test_doctor_lists_what_waits_and_the_command_that_stores_it(
+    fake: FakeWebex, oauth: WebexOAuth, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shlex
+
+    from click.testing import CliRunner
+
+    from webex_tokens.cli import cli
+    from webex_tokens.cli.schemas import problems
+
+    url = f"file://{tmp_path}/tokens.json"
+    store = FileStore(tmp_path / "tokens.json")
+    store.put(NAME, expired(fake))
+    with pytest.raises(StoreUnavailable):
+        ensure_fresh(WriteFails(store, failures=2), NAME, oauth)
+    (path,) = journal_files()
+    secrets_in_it = json.loads(json.loads(path.read_text())["payload"])["token"]
+    for variable, value in fake.environment().items():
+        monkeypatch.setenv(variable, value)
+    runner = CliRunner()
+
+    result = runner.invoke(cli, ["--store", url, "doctor"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    section = lines[lines.index("rescue journal:") + 1 :]
+    (waiting,) = [line for line in section if line.strip().startswith("warning")]
+    assert f"the new token of {NAME!r} for {url} has waited" in waiting
+    assert "(refresh, not encrypted" in waiting and path.name in waiting
+    command = f"webex-tokens --store {shlex.quote(url)} refresh {NAME}"
+    assert waiting.endswith(f"any operation on the account stores it, or now: {command}")
+    for secret in (secrets_in_it["access_token"], secrets_in_it["refresh_token"]):
+        assert secret not in result.output
+
+    report = runner.invoke(cli, ["--store", url, "doctor", "--json"], catch_exceptions=False)
+    document = json.loads(report.stdout)
+    assert problems(document, "doctor") == []
+    journal = document["journal"]
+    assert journal["directory"] == str(journal_directory())
+    (entry,) = journal["waiting"]
+    assert (entry["account"], entry["store_url"], entry["reason"]) == (NAME, url, "refresh")
+    assert entry["encrypted"] is False and 0 <= entry["age"] < 60
+    assert secrets_in_it["refresh_token"] not in report.stdout
+
+    # The command doctor printed stores the waiting token, then refreshes it normally.
+    done = runner.invoke(cli, shlex.split(command)[1:], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    assert journal_files() == [] and refreshes(fake) == 2 and fake.revoked_families == 0
+    after = runner.invoke(cli, ["--store", url, "doctor"], catch_exceptions=False)
+    assert f"nothing waits in {journal_directory()}" in after.output
+
+
+def test_doctor_reports_an_unreadable_journal_file_as_a_problem(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from webex_tokens.cli import cli
+
+    store = FileStore(tmp_path / "tokens.json")
+    entry = RescueJournal().keep(store, NAME, make_token("new"))
+    assert entry is not None
+    entry.path.write_text("[]")
+    result = CliRunner().invoke(cli, ["--store", store.url, "doctor"], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert f"the rescue journal file {entry.path} cannot be read" in result.output

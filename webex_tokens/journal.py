@@ -260,15 +260,27 @@ class RescueJournal:
 
     # -- reading -------------------------------------------------------------------
 
-    def entries(self) -> list[JournalEntry]:
+    def entries(self, unreadable: list[str] | None = None) -> list[JournalEntry]:
         """Every entry waiting in the journal, oldest first (for ``doctor``).
 
-        An unreadable file is skipped here (and reported when its account is used).
+        Reads only what the files say in plain text, never a token.
+
+        Args:
+            unreadable: where to append the error message of each file that cannot be
+                read (else such files are skipped; their account reports them when used).
+
+        Raises:
+            StoreError: the journal's directory cannot be read.
         """
         found = []
         for path in self._files(None):
-            with contextlib.suppress(StoreError):
+            try:
                 found.append(self._entry(path)[0])
+            except FileNotFoundError:
+                continue  # stored and removed meanwhile
+            except StoreError as exc:
+                if unreadable is not None:
+                    unreadable.append(str(exc))
         return sorted(found, key=lambda entry: entry.written_at)
 
     def waiting(self, store: TokenStore, name: str) -> list[Path]:
