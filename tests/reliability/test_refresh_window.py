@@ -331,3 +331,67 @@ def test_a_write_lock_held_past_the_timeout_loses_nothing(
         stored_again(window, url)
         window.probe(url)
     window.check(backend, "write lock held", ROUNDS)
+
+
+# -- Redis and Vault: the lease is lost -------------------------------------------------
+
+#: How long the other owner keeps the lease it took over (seconds).
+TAKEOVER = 1.5
+
+
+def _take_over_redis(url: str) -> Callable[[], None]:
+    import redis
+
+    from webex_tokens.backends.redis import RedisStore
+
+    def take_over() -> None:
+        with RedisStore.from_url(url) as store:
+            client = redis.Redis.from_url(url.partition("?")[0])
+            try:
+                client.set(
+                    f"{store.prefix}:lease:{NAME}", "other-host/1/abc", px=int(TAKEOVER * 1000)
+                )
+            finally:
+                client.close()
+
+    return take_over
+
+
+def _take_over_vault(url: str, request: pytest.FixtureRequest) -> Callable[[], None]:
+    server = request.getfixturevalue("openbao")
+    folder = url.partition("/secret/")[2].partition("?")[0]
+
+    def take_over() -> None:
+        # A new lock version naming another owner, and the record rewritten past the
+        # version this update read: what a takeover after a lapse does.
+        server.client().secrets.kv.v2.create_or_update_secret(
+            path=f"{folder}/.locks/{NAME}",
+            secret={"owner": "other-host/1/abc", "ttl": TAKEOVER},
+            mount_point="secret",
+        )
+        with open_url(url) as store:
+            stored = store.get(NAME)
+            assert stored is not None
+            store.put(NAME, stored)
+
+    return take_over
+
+
+@pytest.mark.parametrize("backend_url", ["redis", "vault"], indirect=True)
+def test_a_lease_lost_after_the_answer_loses_nothing(
+    backend_url: str, window: Window, request: pytest.FixtureRequest
+) -> None:
+    backend = backend_of(request)
+    url = f"{backend_url}{'&' if '?' in backend_url else '?'}lock_timeout=0.3"
+    take_over = _take_over_redis(url) if backend == "redis" else _take_over_vault(url, request)
+    for _ in range(ROUNDS):
+        with open_url(url) as store:
+            store.put(NAME, window.expired_login())
+            window.arm(take_over)
+            with pytest.raises(StoreError, match="not lost") as caught:
+                ensure_fresh(store, NAME, window.oauth())
+            assert type(caught.value).__name__ == "LockLost"
+        time.sleep(TAKEOVER + 1)  # the other owner's lease lapses (Vault: to the second)
+        stored_again(window, url)
+        window.probe(url)
+    window.check(backend, "lease lost", ROUNDS)
