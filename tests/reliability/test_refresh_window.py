@@ -23,6 +23,7 @@ import contextlib
 import os
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -395,3 +396,85 @@ def test_a_lease_lost_after_the_answer_loses_nothing(
         stored_again(window, url)
         window.probe(url)
     window.check(backend, "lease lost", ROUNDS)
+
+
+# -- the answer never arrives: never resent (issue 12 #3) ---------------------------------
+
+
+def test_a_refresh_whose_answer_is_cut_off_is_not_sent_again(
+    window: Window, tmp_path: Path
+) -> None:
+    from webex_tokens.errors import TokenEndpointError
+    from webex_tokens.journal import journal_directory
+    from webex_tokens.keeper import Keeper
+
+    fake = window.fake
+    url = f"sqlite:///{tmp_path}/tokens.db"
+    login = window.expired_login()
+    with open_url(url) as store:
+        store.put(NAME, login)
+    with TcpProxy("127.0.0.1", fake.port) as proxy:
+        oauth = WebexOAuth(
+            fake.client_id,
+            fake.client_secret,
+            base_url=f"http://127.0.0.1:{proxy.port}/v1",
+            max_retries=3,
+            backoff=0,
+        )
+        window.arm(proxy.cut)  # Webex has used the refresh token; its answer is lost
+        with Keeper(url, oauth=oauth) as keeper, pytest.raises(TokenEndpointError) as caught:
+            keeper.current(NAME)
+    error = caught.value
+    assert error.delivered is None and "may have used its refresh token" in str(error)
+    assert "so it was not sent again" in str(error)
+    assert len(window.records) == 1 and window.second_presentations == 0
+    assert fake.revoked_families == 0
+    with open_url(url) as store:
+        assert store.get(NAME) == login  # nothing to keep: no answer came
+    assert not list(journal_directory().glob("*.json"))
+    record(
+        "refresh window",
+        backend="sqlite",
+        fault="answer cut off",
+        refreshes_sent=len(window.records),
+        second_refreshes=window.second_presentations,
+        families_revoked=fake.revoked_families,
+    )
+
+
+def test_a_timed_out_refresh_reads_the_store_again_and_uses_a_token_stored_meanwhile(
+    window: Window, tmp_path: Path
+) -> None:
+    from webex_tokens.keeper import Keeper
+
+    fake = window.fake
+    url = f"sqlite:///{tmp_path}/tokens.db"
+    with open_url(url) as store:
+        store.put(NAME, window.expired_login())
+    elsewhere = Token.from_response(fake.issue_token(NAME), client_id=fake.client_id, account=NAME)
+
+    def another_host_stores_a_token() -> None:
+        with open_url(url) as store:
+            store.put(NAME, elsewhere)
+
+    fake.delay = 0.6
+    oauth = WebexOAuth(
+        fake.client_id,
+        fake.client_secret,
+        base_url=fake.base_url,
+        timeout=0.3,
+        max_retries=3,
+        backoff=0,
+    )
+    # While the refresh waits for its answer, a process that does not share the lock
+    # (another host on another store URL, a login) stores a token.
+    meanwhile = threading.Timer(0.1, another_host_stores_a_token)
+    meanwhile.start()
+    with Keeper(url, oauth=oauth) as keeper:
+        started = time.monotonic()
+        assert keeper.current(NAME) == elsewhere
+        assert time.monotonic() - started < 0.6  # one attempt of 0.3 s, never a second
+    meanwhile.join()
+    time.sleep(fake.delay)
+    assert len(window.records) == 1 and window.second_presentations == 0
+    assert fake.revoked_families == 0
