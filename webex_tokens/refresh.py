@@ -312,10 +312,12 @@ def unanswered_refresh(
     """The error for a refresh whose answer never came: Webex may have used the refresh
     token, so it is not sent again; the message says what the user should expect."""
     from .login import login_command
+    from .token_endpoint import REFRESH
 
     where = f" in {redact_url(store_url)}" if store_url else ""
+    said = str(error).removesuffix(f", and {REFRESH.if_unknown}")  # said below, once
     return TokenEndpointError(
-        f"the refresh of the token of {name!r}{where} got no answer ({error}), and Webex may "
+        f"the refresh of the token of {name!r}{where} got no answer ({said}), and Webex may "
         "have used its refresh token, so it was not sent again; if Webex did, the next "
         f"refresh will be refused and the account must log in again ({login_command(name)}); "
         "if not, the next attempt refreshes it normally",
