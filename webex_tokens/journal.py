@@ -407,6 +407,9 @@ class RescueJournal:
             raise FileNotFoundError(path)
         try:
             document = json.loads(data)
+        except ValueError:
+            raise _unreadable(path, "it is not JSON") from None
+        try:
             if document.get("version") != JOURNAL_VERSION:
                 raise ValueError("unknown version")
             entry = JournalEntry(

@@ -5,7 +5,9 @@ threads, processes and (for SQL) hosts. Under the lock it re-reads the token: wh
 another process has refreshed it in the meantime, that token is used as it is; otherwise
 the token endpoint is called and the answer saved before the lock is released. So
 however many processes find the same expired token at once, Webex sees one refresh, and
-a rotating refresh token is never presented twice.
+racing processes never present a rotating refresh token twice. The answer is kept in
+the rescue journal (:mod:`webex_tokens.journal`) until the store has committed it, so a
+failed write does not leave the spent refresh token to be presented again.
 
 The decisions are pure functions with no I/O (:func:`decide`, :func:`decide_after_refusal`,
 :func:`merge_refreshed`), in the manner of httpx's auth flows: :func:`ensure_fresh` drives
