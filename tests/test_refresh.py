@@ -428,3 +428,21 @@ def test_timed_out_refresh_presents_the_refresh_token_once(
     assert fake_webex.calls["refresh_token"] == 1
     assert fake_webex.revoked_families == 0
     assert store.get(NAME) == old
+
+
+def test_timed_out_refresh_explains_itself_once(store: FileStore, fake_webex: FakeWebex) -> None:
+    fake_webex.delay = 0.4
+    store.put(NAME, issued(fake_webex, expired=True))
+    oauth = WebexOAuth(
+        fake_webex.client_id,
+        fake_webex.client_secret,
+        base_url=fake_webex.base_url,
+        timeout=0.2,
+        max_retries=0,
+    )
+    with pytest.raises(TokenEndpointError) as caught:
+        ensure_fresh(store, NAME, oauth)
+    message = str(caught.value)
+    assert "did not answer within 0.2 seconds), and Webex may have used its refresh" in message
+    assert message.count("may have used") == 1, message
+    time.sleep(fake_webex.delay)

@@ -43,6 +43,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from .errors import ConfigError, ReauthorizationRequired, WebexTokensError
+from .journal import RescueJournal, default_journal
 from .refresh import DEFAULT_LEEWAY, ensure_fresh, expiries, is_due
 from .settings import DEFAULT_ACCOUNT, StoreChoice
 from .store import TokenStore, redact_url, validate_name
@@ -193,7 +194,8 @@ class Keeper:
             first time a refresh or a login needs it.
         settings: the settings; default: :func:`~webex_tokens.settings.load_settings`.
         leeway: seconds before expiry from which a token is refreshed.
-        hooks: the :class:`AccountHook` callables :meth:`prepare` runs.
+        hooks: the :class:`AccountHook` callables :meth:`prepare` runs after the journal.
+        journal: the rescue journal (default: the user's); :meth:`prepare` replays it first.
         direct_token: accept direct-token mode: with ``WEBEX_ACCESS_TOKEN`` set and
             neither ``store`` nor ``oauth`` given, every account's token is that token,
             never refreshed, and a :class:`DirectTokenWarning` is issued. The clients
@@ -215,6 +217,7 @@ class Keeper:
         hooks: Sequence[AccountHook] = (),
         direct_token: bool = False,
         owns_store: bool | None = None,
+        journal: RescueJournal | None = None,
     ) -> None:
         if settings is None:
             from .settings import load_settings
@@ -224,7 +227,8 @@ class Keeper:
         self._oauth = oauth
         self._oauth_lock = threading.Lock()
         self._leeway = float(leeway)
-        self._hooks = tuple(hooks)
+        self._journal = journal if journal is not None else default_journal()
+        self._hooks = (self._journal, *hooks)
         self._slots: dict[str, CacheSlot] = {}
         self._slots_lock = threading.Lock()
         self._direct: Token | None = None
@@ -417,9 +421,7 @@ class Keeper:
             if stored is None:
                 raise self.missing(name)
             if is_due(stored, self._leeway):
-                stored = ensure_fresh(
-                    self._store, name, self.oauth, leeway=self._leeway, seen=stored
-                )
+                stored = self._ensure_fresh(name, seen=stored)
             slot.entry = (stored, _deadline(stored, self._leeway))
             return stored
 
@@ -460,11 +462,20 @@ class Keeper:
             if seen is None and slot.entry is not None:
                 seen = slot.entry[0]
             self.prepare(name)
-            token = ensure_fresh(
-                self._store, name, self.oauth, force=True, leeway=self._leeway, seen=seen
-            )
+            token = self._ensure_fresh(name, force=True, seen=seen)
             slot.entry = (token, _deadline(token, self._leeway))
             return token
+
+    def _ensure_fresh(self, name: str, *, force: bool = False, seen: Token | None) -> Token:
+        return ensure_fresh(
+            self._store,
+            name,
+            self.oauth,
+            force=force,
+            leeway=self._leeway,
+            seen=seen,
+            journal=self._journal,
+        )
 
     def token_for(self, name: str, refused: Token | None = None) -> Token:
         """The current token of ``name``, or, with ``refused`` (a token Webex answered
@@ -534,11 +545,11 @@ class Keeper:
 
         Raises:
             InvalidName: the chosen name is not a valid account name.
-            StoreError: the store cannot be written.
+            StoreError: the store cannot be written (the token waits in the journal).
         """
         label = login_name(token, requested=name, current=current)
         self.prepare(label)
-        self._store.put(label, token)
+        self._journal.put(self._store, label, token)  # a login cannot be had twice
         self.remember(label, token)
         return label
 

@@ -5,7 +5,9 @@ threads, processes and (for SQL) hosts. Under the lock it re-reads the token: wh
 another process has refreshed it in the meantime, that token is used as it is; otherwise
 the token endpoint is called and the answer saved before the lock is released. So
 however many processes find the same expired token at once, Webex sees one refresh, and
-a rotating refresh token is never presented twice.
+racing processes never present a rotating refresh token twice. The answer is kept in
+the rescue journal (:mod:`webex_tokens.journal`) until the store has committed it, so a
+failed write does not leave the spent refresh token to be presented again.
 
 The decisions are pure functions with no I/O (:func:`decide`, :func:`decide_after_refusal`,
 :func:`merge_refreshed`), in the manner of httpx's auth flows: :func:`ensure_fresh` drives
@@ -29,7 +31,8 @@ import logging
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Final
 
-from .errors import ReauthorizationRequired, TokenEndpointError
+from .errors import ReauthorizationRequired, StoreError, TokenEndpointError
+from .journal import JournalEntry, RescueJournal, default_journal
 from .store import TokenStore, redact_url
 from .token import Token
 
@@ -325,10 +328,12 @@ def unanswered_refresh(
     """The error for a refresh whose answer never came: Webex may have used the refresh
     token, so it is not sent again; the message says what the user should expect."""
     from .login import login_command
+    from .token_endpoint import REFRESH
 
     where = f" in {redact_url(store_url)}" if store_url else ""
+    said = str(error).removesuffix(f", and {REFRESH.if_unknown}")  # said below, once
     return TokenEndpointError(
-        f"the refresh of the token of {name!r}{where} got no answer ({error}), and Webex may "
+        f"the refresh of the token of {name!r}{where} got no answer ({said}), and Webex may "
         "have used its refresh token, so it was not sent again; if Webex did, the next "
         f"refresh will be refused and the account must log in again ({login_command(name)}); "
         "if not, the next attempt refreshes it normally",
@@ -339,6 +344,29 @@ def unanswered_refresh(
     )
 
 
+def _after_failed_write(
+    store: TokenStore,
+    name: str,
+    journal: RescueJournal,
+    error: StoreError,
+    *,
+    entry: JournalEntry,
+    leeway: float,
+) -> Token:
+    """The store refused the refreshed token that waits in ``entry``: replay it at once
+    (a dropped connection or a lost lease often lets the next write through), else say
+    where it waits."""
+    try:
+        journal.replay(store, name)
+        current = store.get(name)
+    except StoreError:
+        raise journal.kept_error(error, name, entry) from None
+    if current is None or is_due(current, leeway):
+        raise journal.kept_error(error, name, entry) from None
+    log.warning("the refreshed token of %r was stored on a second attempt (%s)", name, error)
+    return current
+
+
 def ensure_fresh(
     store: TokenStore,
     name: str,
@@ -347,12 +375,18 @@ def ensure_fresh(
     force: bool = False,
     leeway: float = DEFAULT_LEEWAY,
     seen: Token | None = None,
+    journal: RescueJournal | None = None,
 ) -> Token:
     """Return a valid token for ``name``, refreshing it single-flight when it is due.
 
     Inside ``store.update`` (exclusive across threads, processes and SQL hosts): re-read
     the token; if another process already refreshed it, return that one; otherwise
     refresh it through ``oauth`` and save the result before the lock is released.
+
+    Webex's answer is written to the rescue journal (:mod:`webex_tokens.journal`) before
+    the store writes it and removed after the commit; a token a failed write left there
+    is taken, under the lock, before anything is decided, so its spent predecessor is
+    never presented again.
 
     Args:
         store: where the token lives.
@@ -362,6 +396,7 @@ def ensure_fresh(
         leeway: seconds before expiry from which the token is due.
         seen: the token the caller already holds; if the store holds another one that
             is not due, it is used without a refresh.
+        journal: the rescue journal (default: the user's, :func:`default_journal`).
 
     Raises:
         ReauthorizationRequired: no token is stored, it has no usable refresh token, or
@@ -373,12 +408,19 @@ def ensure_fresh(
             store is read once more (another process or host may have stored a token
             meanwhile, which is then returned), else this error says what to expect.
         LockTimeout: another process held the lock for too long.
+        StoreError: the store could not write the new token; it waits in the rescue
+            journal, and the next operation on the account stores it.
     """
+    journal = journal if journal is not None else default_journal()
     decisions: list[Decision] = []
     refused: list[Token] = []
     unanswered: list[tuple[Token, TokenEndpointError]] = []
+    kept: list[JournalEntry] = []
+    rescued: list[JournalEntry] = []
 
     def step(current: Token | None) -> Token | None:
+        current, found = journal.rescue(store, name, current)
+        rescued.extend(found)
         decision = decide(current, force=force, leeway=leeway, seen=seen)
         decisions.append(decision)
         if decision.action is Action.REAUTHORIZE:
@@ -396,9 +438,19 @@ def ensure_fresh(
                 raise
             unanswered.append((current, exc))
             return current  # nothing is written; the refresh token is never sent again
-        return merge_refreshed(current, fresh)
+        new = merge_refreshed(current, fresh)
+        entry = journal.keep(store, name, new, previous=current)
+        if entry is not None:
+            kept.append(entry)
+        return new
 
-    result = store.update(name, step)
+    try:
+        result = store.update(name, step)
+    except StoreError as exc:
+        if not kept:
+            raise
+        return _after_failed_write(store, name, journal, exc, entry=kept[-1], leeway=leeway)
+    journal.discard(*kept, *rescued)
     if unanswered:
         presented, error = unanswered[0]
         current = store.get(name)

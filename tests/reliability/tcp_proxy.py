@@ -25,6 +25,7 @@ class TcpProxy:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._sockets: set[socket.socket] = set()
+        self._upstream: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
@@ -37,6 +38,7 @@ class TcpProxy:
         self.mode = "refuse"
         with self._lock:
             sockets, self._sockets = self._sockets, set()
+            self._upstream.clear()
         for sock in sockets:
             _reset(sock)
 
@@ -48,6 +50,18 @@ class TcpProxy:
     def resume(self) -> None:
         """Forward again (connections cut earlier stay closed)."""
         self.mode = "forward"
+
+    def upstream_ports(self) -> list[int]:
+        """The local ports of the proxy's open connections to the server: the client
+        ports the server sees for this proxy's sessions (to pick them out, and kill
+        them, without touching anyone else's)."""
+        with self._lock:
+            upstream = list(self._upstream)
+        ports = []
+        for sock in upstream:
+            with contextlib.suppress(OSError):
+                ports.append(sock.getsockname()[1])
+        return ports
 
     def close(self) -> None:
         """Stop the proxy and close every socket."""
@@ -88,6 +102,7 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._sockets.update((client, server))
+                self._upstream.add(server)
             threading.Thread(target=self._pump, args=(client, server), daemon=True).start()
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
@@ -112,6 +127,7 @@ class TcpProxy:
         finally:
             with self._lock:
                 self._sockets.difference_update(peers)
+                self._upstream.discard(server)
             for sock in peers:
                 _reset(sock)
 

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from keyring.backends import fail, null
 
 from webex_tokens.backends.fernet import generate_key
+from webex_tokens.backends.file import FileStore
 from webex_tokens.backends.keyring import KeyringStore
 from webex_tokens.callback import CallbackServer, handle_callback_query, parse_callback_url
 from webex_tokens.errors import (
@@ -248,6 +249,35 @@ def _redirect_mismatch(env: Env) -> object:
     env.fake().fail_next(400, body=b'{"error": "redirect_uri_mismatch"}')
     env.secrets.append(CODE)
     return oauth.exchange_code(CODE, oauth.authorization_request())
+
+
+_JOURNAL_SHOWN = "~/.local/state/webex-tokens/journal"
+
+
+def _write_fails_after_refresh(env: Env) -> object:
+    from write_faults import WriteFails
+
+    from webex_tokens.journal import journal_directory
+    from webex_tokens.refresh import ensure_fresh
+
+    oauth, token = env.oauth()
+    store = FileStore(env.tmp / "tokens.json")
+    store.put("alice", token.replace(expires_at=token.saved_at))
+    env.shown[str(journal_directory())] = _JOURNAL_SHOWN
+    return ensure_fresh(WriteFails(store, failures=2), "alice", oauth)
+
+
+def _journal_unreadable(env: Env) -> object:
+    from webex_tokens.journal import RescueJournal
+    from webex_tokens.keeper import Keeper
+
+    store = FileStore(env.tmp / "tokens.json")
+    entry = RescueJournal().keep(store, "alice", make_token("new"))
+    assert entry is not None
+    entry.path.write_text("{")
+    env.shown[str(entry.path)] = f"{_JOURNAL_SHOWN}/FILE.json"
+    with Keeper(store) as keeper:
+        return keeper.stored("alice")
 
 
 def _timeout(env: Env) -> object:
@@ -484,6 +514,13 @@ CASES = [
     Case("echoed-secrets", "token endpoint", "an error quoting the request back (a proxy)",
          TokenEndpointError, "refresh_token=[redacted]&client_secret=[redacted]",
          _echoed_secrets),
+    Case("write-fails-after-refresh", "token store",
+         "a store write that fails after Webex answered a refresh (and again at once)",
+         StoreUnavailable, "the new token is not lost: it waits in the rescue journal",
+         _write_fails_after_refresh),
+    Case("journal-unreadable", "rescue journal", "a rescue journal file that is not JSON",
+         StoreCorrupted, "move it away to let the account be used without it",
+         _journal_unreadable),
 ]  # fmt: skip
 
 #: Where to write the rendered matrix (read now: the tests run with WEBEX_* cleared).

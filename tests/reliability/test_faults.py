@@ -341,7 +341,7 @@ def test_server_error_fails_one_process_and_the_next_one_refreshes(
     errors = [o for o in outcomes if o[0] == "error"]
     assert len(errors) == 1 and errors[0][1] == "TokenEndpointError"
     assert "failed with HTTP 500" in errors[0][2]
-    assert "may have used the refresh token" in errors[0][2]
+    assert "may have used its refresh token" in errors[0][2]
     fresh_for_everyone([o for o in outcomes if o[0] == "ok"], url, expired)
     assert fake_webex.calls["refresh_token"] == 2
     assert fake_webex.revoked_families == 0
@@ -422,7 +422,7 @@ def test_timed_out_refresh_of_a_rotating_token_is_not_presented_again(
             ensure_fresh(store, NAME, oauth)
         assert store.get(NAME) == expired
     assert caught.value.delivered is None
-    assert "may have used the refresh token" in str(caught.value)
+    assert "may have used its refresh token" in str(caught.value)
     time.sleep(0.6)  # the emulator finishes the refresh the client gave up on
     assert fake_webex.calls["refresh_token"] == 1
     assert fake_webex.revoked_families == 0

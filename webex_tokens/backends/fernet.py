@@ -219,10 +219,26 @@ class FernetStore(BaseStore):
         envelope = json.dumps({"n": name, "d": data}, separators=(",", ":"), ensure_ascii=False)
         return self._encrypter.encrypt(envelope.encode("utf-8")).decode("ascii")
 
-    def _decrypt(self, name: str, ciphertext: str | None) -> str | None:
+    def encrypt_text(self, name: str, text: str) -> str:
+        """Encrypt ``text`` bound to the account ``name``, exactly as a record is (the
+        rescue journal keeps a token for this store this way)."""
+        return self._encrypt(name, text)
+
+    def decrypt_text(self, name: str, ciphertext: str, *, where: str) -> str:
+        """Decrypt what :meth:`encrypt_text` made for ``name``; ``where`` names it in errors.
+
+        Raises:
+            DecryptionError: the keys cannot decrypt it, or it is bound to another name.
+            StoreCorrupted: it decrypts to something else than :meth:`encrypt_text` made.
+        """
+        data = self._decrypt(name, ciphertext, where=where)
+        assert data is not None
+        return data
+
+    def _decrypt(self, name: str, ciphertext: str | None, *, where: str = "") -> str | None:
         if ciphertext is None:
             return None
-        where = f"the token {name!r} in {self.url}"
+        where = where or f"the token {name!r} in {self.url}"
         if ciphertext.lstrip().startswith("{"):
             raise DecryptionError(
                 f"{where} is stored in plaintext, not encrypted; copy plain tokens in with "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,9 +11,11 @@ from typing import TYPE_CHECKING, Any, Final
 import click
 
 from ..errors import StoreNotFound, WebexTokensError
+from ..journal import JournalEntry
 from ..store import TokenStore
 from . import engine
-from .output import emit_json, json_option, one_line, print_table, safe
+from .durations import format_duration
+from .output import emit_json, iso, json_option, one_line, print_table, safe, seconds
 from .state import State, state
 
 if TYPE_CHECKING:
@@ -122,6 +125,10 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
         click.echo("integration:")
     integration = _run_checks(_check_integration(settings), quiet=as_json)
     findings.extend(integration)
+    if not as_json:
+        click.echo("rescue journal:")
+    journal = _run_checks(_check_journal(), quiet=as_json)
+    findings.extend(journal)
     problems = sum(f.level == "problem" for f in findings)
     warnings = sum(f.level == "warning" for f in findings)
     if as_json:
@@ -133,6 +140,7 @@ def doctor(ctx: click.Context, as_json: bool) -> None:
                     for section in checked
                 ],
                 "integration": {"findings": [_finding_document(f) for f in integration]},
+                "journal": _journal_document(journal),
                 "problems": problems,
                 "warnings": warnings,
                 "ok": problems == 0,
@@ -239,6 +247,62 @@ def _check_permissions(path: Path) -> Iterator[_Finding]:
         )
     else:
         yield _Finding("ok", f"{path.parent} is mode {dir_mode:o}")
+
+
+@dataclass(frozen=True)
+class _Waiting(_Finding):
+    """A finding about a token waiting in the rescue journal."""
+
+    entry: JournalEntry
+
+
+def _check_journal() -> Iterator[_Finding]:
+    """What waits in the rescue journal (account, store, age; never a secret), and how
+    to store it: any operation on the account does, ``refresh NAME`` for one."""
+    from ..journal import default_journal
+
+    journal = default_journal()
+    unreadable: list[str] = []
+    try:
+        entries = journal.entries(unreadable)
+    except WebexTokensError as exc:
+        yield _Finding("problem", str(exc))
+        return
+    for message in unreadable:
+        yield _Finding("problem", message)
+    if not entries and not unreadable:
+        yield _Finding("ok", f"nothing waits in {journal.directory}")
+    for entry in entries:
+        command = shlex.join(["webex-tokens", "--store", entry.store, "refresh", entry.account])
+        yield _Waiting(
+            "warning",
+            f"the new token of {safe(entry.account)!r} for {safe(entry.store)} has waited "
+            f"{format_duration(entry.age())} to be stored ({entry.reason}, "
+            f"{'encrypted' if entry.encrypted else 'not encrypted'}, {entry.path.name}); "
+            f"any operation on the account stores it, or now: {safe(command)}",
+            entry,
+        )
+
+
+def _journal_document(findings: list[_Finding]) -> dict[str, Any]:
+    from ..journal import default_journal
+
+    return {
+        "directory": str(default_journal().directory),
+        "waiting": [
+            {
+                "account": f.entry.account,
+                "store_url": f.entry.store,
+                "written_at": iso(f.entry.written_at),
+                "age": seconds(f.entry.age()),
+                "reason": f.entry.reason,
+                "encrypted": f.entry.encrypted,
+            }
+            for f in findings
+            if isinstance(f, _Waiting)
+        ],
+        "findings": [_finding_document(f) for f in findings],
+    }
 
 
 def _check_integration(settings: Settings) -> Iterator[_Finding]:

@@ -88,6 +88,19 @@ OBJECTS: Final[dict[str, dict[str, Field]]] = {
         "findings": Field("[finding]", "each check, in order"),
     },
     "checks": {"findings": Field("[finding]", "each check, in order")},
+    "journal": {
+        "directory": Field("str", "the rescue journal's directory"),
+        "waiting": Field("[waiting token]", "the tokens waiting there to be stored"),
+        "findings": Field("[finding]", "each check, in order"),
+    },
+    "waiting token": {
+        "account": Field("str", "the account the token is for"),
+        "store_url": Field("str", "the store it is for, passwords redacted"),
+        "written_at": Field("str", "when Webex's answer was written there (ISO 8601, UTC)"),
+        "age": Field("int", "seconds since then"),
+        "reason": Field("str", "refresh or login"),
+        "encrypted": Field("bool", "whether the token in it is encrypted (fernet+ stores)"),
+    },
     "finding": {
         "level": Field("str", "ok, warning or problem"),
         "message": Field("str", "what was found and, when it is not ok, how to fix it"),
@@ -145,6 +158,10 @@ DOCUMENTS: Final[dict[str, dict[str, Field]]] = {
     "doctor": {
         "stores": Field("[checked store]", "each store checked"),
         "integration": Field("checks", "the integration's settings"),
+        "journal": Field(
+            "journal",
+            "what waits in the rescue journal; any operation on an account stores its token",
+        ),
         "problems": Field("int", "how many checks found a problem (exit code 1 if any)"),
         "warnings": Field("int", "how many checks found something to improve"),
         "ok": Field("bool", "true when no check found a problem"),
