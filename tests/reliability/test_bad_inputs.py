@@ -265,6 +265,15 @@ def _echoed_secrets(env: Env) -> object:
     return oauth.refresh(token)
 
 
+def _move_onto_itself(env: Env) -> object:
+    from webex_tokens.migration import migrate
+
+    open_url(f"sqlite:///{env.tmp}/t.db").put("alice", make_token())
+    return migrate(
+        f"sqlite:///{env.tmp}/t.db", f"sqlite:///{env.tmp}/t.db?lock_timeout=30", move=True
+    )
+
+
 def _settings(text: str, *, env_vars: dict[str, str] | None = None) -> Callable[[Env], object]:
     def run(env: Env) -> object:
         env.settings_file(text)
@@ -484,6 +493,10 @@ CASES = [
     Case("echoed-secrets", "token endpoint", "an error quoting the request back (a proxy)",
          TokenEndpointError, "refresh_token=[redacted]&client_secret=[redacted]",
          _echoed_secrets),
+    # moving, locking and trusting files
+    Case("move-onto-itself", "migrate", "`migrate --move` from `sqlite:///t.db` to "
+         "`sqlite:///t.db?lock_timeout=30`", ConfigError, "both reach the same store",
+         _move_onto_itself),
 ]  # fmt: skip
 
 #: Where to write the rendered matrix (read now: the tests run with WEBEX_* cleared).
