@@ -936,10 +936,13 @@ def test_migrate_conflicts_and_failures(source: FileStore, tmp_path: Path) -> No
     assert token is not None and token.access_token == "tok-alice@acme.example"
 
 
-def test_migrate_into_the_same_store_is_refused(source: FileStore) -> None:
-    result = invoke("migrate", "--from", source.url, "--to", source.url)
+def test_migrate_move_into_the_same_store_is_refused(source: FileStore) -> None:
+    result = invoke("migrate", "--from", source.url, "--to", source.url, "--move")
     assert result.exit_code == 1
     assert "same store" in one_error_line(result.stderr)
+    assert source.names()
+    copied = invoke("migrate", "--from", source.url, "--to", source.url)
+    assert copied.exit_code == 0 and "nothing to do" in copied.stdout
 
 
 def test_list_all_stores_reports_a_broken_store_and_lists_the_rest(
