@@ -404,12 +404,15 @@ def test_a_record_under_another_key_fails_alone_in_an_encrypted_source(
     from cryptography.fernet import Fernet
 
     url = f"fernet+sqlite:///{tmp_path}/enc.db"
-    monkeypatch.setenv("WEBEX_TOKENS_KEY", Fernet.generate_key().decode())
-    with open_store(url) as store:
-        store.put("written-with-the-old-key", make_token("old"))
-    monkeypatch.setenv("WEBEX_TOKENS_KEY", Fernet.generate_key().decode())
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", new_key)
     with open_store(url) as store:
         tokens = fill(store, NAMES)
+    # A key listed first encrypts; the store accepts it because the second key reads it.
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", f"{old_key},{new_key}")
+    with open_store(url) as store:
+        store.put("written-with-the-old-key", make_token("old"))
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", new_key)
     target = MemoryStore()
     report = migrate(url, target)
     assert contents(target) == {name: t.to_dict() for name, t in tokens.items()}

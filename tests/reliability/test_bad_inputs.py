@@ -183,6 +183,13 @@ def _plaintext_in_encrypted(env: Env) -> object:
     return _fernet(env, generate_key()).get("alice")
 
 
+def _wrong_key_write(env: Env) -> object:
+    first, second = generate_key(), generate_key()
+    env.secrets += [first, second, "s3cret-token"]
+    _fernet(env, first).put("alice", make_token("s3cret-token"))
+    return _fernet(env, second).put("bob", make_token("s3cret-token"))
+
+
 def _keyring_corrupt_index(env: Env) -> object:
     backend = env.request.getfixturevalue("secret_service")
     service = "webex-tokens-matrix"
@@ -497,6 +504,9 @@ CASES = [
     Case("move-onto-itself", "migrate", "`migrate --move` from `sqlite:///t.db` to "
          "`sqlite:///t.db?lock_timeout=30`", ConfigError, "both reach the same store",
          _move_onto_itself),
+    Case("wrong-key-write", "key", "writing a new name with another key than the store's",
+         DecryptionError, "so the store was written with another key and nothing was written",
+         _wrong_key_write),
 ]  # fmt: skip
 
 #: Where to write the rendered matrix (read now: the tests run with WEBEX_* cleared).
