@@ -143,11 +143,12 @@ class FernetStore(BaseStore):
         self._key_proven = False
 
     @classmethod
-    def from_url(cls, url: str) -> FernetStore:
+    def from_url(cls, url: str, *, create: bool = True) -> FernetStore:
         """Open ``fernet+<store URL>``, e.g. ``fernet+file:///var/lib/app/tokens.json``.
 
         The options ``key_env=NAME`` and ``key_file=PATH`` choose the key source and are
         removed before the inner URL is opened; the inner store's own options stay.
+        ``create`` is passed on to the inner store (False: create nothing).
 
         Raises:
             InvalidStoreURL: the URL holds a key, names two key sources, wraps nothing,
@@ -172,7 +173,7 @@ class FernetStore(BaseStore):
                 f"{redact_url(url)!r} encrypts twice; use a single fernet+ prefix "
                 "(list several keys in one key source to rotate)"
             )
-        inner = open_url(inner_url)
+        inner = open_url(inner_url, create=create)
         if not isinstance(inner, BaseStore):
             inner.close()
             raise InvalidStoreURL(
