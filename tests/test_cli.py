@@ -561,6 +561,7 @@ def test_rotate_key_on_a_plain_store_says_it_is_not_encrypted(filled: FileStore)
 
 
 def test_an_encrypted_store_without_its_key_is_one_error_line(tmp_path: Path) -> None:
+    FileStore(tmp_path / "enc.json").put("alice", make("s3cret-access"))
     result = invoke("--store", f"fernet+file://{tmp_path}/enc.json", "list")
     assert result.exit_code == 1
     line = one_error_line(result.stderr)
@@ -706,6 +707,7 @@ def test_doctor_reports_each_problem_and_exits_1(two_stores: Path, tmp_path: Pat
 
 
 def test_doctor_of_an_unreachable_store(tmp_path: Path) -> None:
+    FileStore(tmp_path / "x.json").put("alice", make("s3cret-access"))
     result = invoke("--store", f"fernet+file://{tmp_path}/x.json", "doctor")
     assert result.exit_code == 1
     assert "problem  cannot open: no Fernet key" in result.stdout
@@ -936,10 +938,13 @@ def test_migrate_conflicts_and_failures(source: FileStore, tmp_path: Path) -> No
     assert token is not None and token.access_token == "tok-alice@acme.example"
 
 
-def test_migrate_into_the_same_store_is_refused(source: FileStore) -> None:
-    result = invoke("migrate", "--from", source.url, "--to", source.url)
+def test_migrate_move_into_the_same_store_is_refused(source: FileStore) -> None:
+    result = invoke("migrate", "--from", source.url, "--to", source.url, "--move")
     assert result.exit_code == 1
     assert "same store" in one_error_line(result.stderr)
+    assert source.names()
+    copied = invoke("migrate", "--from", source.url, "--to", source.url)
+    assert copied.exit_code == 0 and "nothing to do" in copied.stdout
 
 
 def test_list_all_stores_reports_a_broken_store_and_lists_the_rest(

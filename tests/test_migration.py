@@ -32,6 +32,7 @@ from webex_tokens.backends.file import FileStore
 from webex_tokens.backends.memory import MemoryStore
 from webex_tokens.migration import MigrationReport, migrate
 from webex_tokens.store import BaseStore, Keep, Record, RecordChange
+from webex_tokens.store_identity import PROBE_PREFIX
 from webex_tokens.testing import AWKWARD_NAMES, make_token
 
 NAMES = ["alice@acme.com", "bob@acme.com", "carol@other.org", *AWKWARD_NAMES[1:4]]
@@ -232,13 +233,16 @@ def test_bad_arguments(kwargs: dict[str, object], error: type[Exception], messag
     assert target.names() == []
 
 
-def test_source_and_target_must_differ(tmp_path: Path) -> None:
+def test_a_move_onto_the_same_store_is_refused_and_a_copy_does_nothing(tmp_path: Path) -> None:
     store = MemoryStore()
+    store.put("alice", make_token())
     with pytest.raises(ConfigError, match="same store"):
-        migrate(store, store)
+        migrate(store, store, move=True)
+    assert migrate(store, store).same_store
     url = f"file://{tmp_path}/t.json"
     with pytest.raises(ConfigError, match="same store"):
-        migrate(url, url)
+        migrate(url, url, move=True)
+    assert store.names() == ["alice"]
 
 
 # -- selection ----------------------------------------------------------------------------
@@ -400,12 +404,15 @@ def test_a_record_under_another_key_fails_alone_in_an_encrypted_source(
     from cryptography.fernet import Fernet
 
     url = f"fernet+sqlite:///{tmp_path}/enc.db"
-    monkeypatch.setenv("WEBEX_TOKENS_KEY", Fernet.generate_key().decode())
-    with open_store(url) as store:
-        store.put("written-with-the-old-key", make_token("old"))
-    monkeypatch.setenv("WEBEX_TOKENS_KEY", Fernet.generate_key().decode())
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", new_key)
     with open_store(url) as store:
         tokens = fill(store, NAMES)
+    # A key listed first encrypts; the store accepts it because the second key reads it.
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", f"{old_key},{new_key}")
+    with open_store(url) as store:
+        store.put("written-with-the-old-key", make_token("old"))
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", new_key)
     target = MemoryStore()
     report = migrate(url, target)
     assert contents(target) == {name: t.to_dict() for name, t in tokens.items()}
@@ -589,6 +596,8 @@ class DigestStore(BaseStore):
 
     def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
         result = change(None)
+        if name.startswith(PROBE_PREFIX):  # the check that source and target differ
+            return
         assert isinstance(result, Record) and not isinstance(result, Keep)
         self.count += 1
         self.digest.update(name.encode() + b"\0" + result.data.encode() + b"\0")

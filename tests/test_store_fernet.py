@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from webex_tokens.backends.fernet import FernetStore, generate_key, rotate_keys
+from webex_tokens.backends.fernet import KEY_CHECK_NAME, FernetStore, generate_key, rotate_keys
 from webex_tokens.backends.file import FileStore
 from webex_tokens.backends.memory import MemoryStore
-from webex_tokens.errors import DecryptionError, InvalidStoreURL, StoreCorrupted
+from webex_tokens.errors import DecryptionError, InvalidName, InvalidStoreURL, StoreCorrupted
 from webex_tokens.registry import open_url
 from webex_tokens.store import Record
 from webex_tokens.testing import StoreConformance, make_token
@@ -95,7 +95,7 @@ def test_plaintext_token_never_reaches_the_file(key: str, path: Path) -> None:
     for secret in (b"s3cret-access-value", b"refresh-s3cret", b"an0ther-secret", b"C0ffee"):
         assert secret not in raw
     tokens = _file_tokens(path)
-    assert sorted(tokens) == ["alice", "bob"]
+    assert sorted(tokens) == [KEY_CHECK_NAME, "alice", "bob"]  # and the key check, encrypted
     assert all(isinstance(value, str) and value.startswith("gAAAA") for value in tokens.values())
 
 
@@ -299,6 +299,98 @@ def test_rotate_keys(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
         assert store.get("alice") == make_token("alice")
     monkeypatch.setenv("WEBEX_TOKENS_KEY", KEY_A)
     assert "cannot be decrypted" in str(_decryption_error(url))
+
+
+# -- a wrong key cannot write ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("inner", ["file", "sqlite"])
+def test_a_wrong_key_cannot_write_a_new_name(
+    inner: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url = (
+        f"fernet+file://{tmp_path}/t.json"
+        if inner == "file"
+        else f"fernet+sqlite:///{tmp_path}/t.db"
+    )
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", KEY_A)
+    with open_url(url) as store:
+        store.put("alice", make_token("alice"))
+        assert store.names() == ["alice"]  # the key-check record is not listed
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", KEY_B)
+    with open_url(url) as wrong:
+        for write in (
+            lambda: wrong.put("bob", make_token("bob")),
+            lambda: wrong.update("carol", lambda current: make_token("carol")),
+        ):
+            with pytest.raises(
+                DecryptionError, match=r"refusing to write to .* nothing was written"
+            ):
+                write()
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", KEY_A)
+    with open_url(url) as store:
+        assert store.names() == ["alice"]  # one key still reads the whole store
+        store.put("bob", make_token("bob"))
+        assert [name for name, _ in store.items()] == ["alice", "bob"]
+
+
+def test_a_store_written_before_the_key_check_is_proven_by_its_records(
+    monkeypatch: pytest.MonkeyPatch, path: Path
+) -> None:
+    url = f"fernet+file://{path}"
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", KEY_A)
+    with open_url(url) as store:
+        store.put("alice", make_token("alice"))
+    tokens = _file_tokens(path)
+    del tokens[KEY_CHECK_NAME]  # as an older version wrote it
+    _set_file_tokens(path, tokens)
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", KEY_B)
+    with open_url(url) as wrong, pytest.raises(DecryptionError, match="does not decrypt 1 of its"):
+        wrong.put("bob", make_token("bob"))
+    assert sorted(_file_tokens(path)) == ["alice"]
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", KEY_A)
+    with open_url(url) as store:
+        store.put("bob", make_token("bob"))
+    assert sorted(_file_tokens(path)) == [KEY_CHECK_NAME, "alice", "bob"]
+
+
+def test_a_new_store_takes_the_first_key_and_refuses_another(
+    monkeypatch: pytest.MonkeyPatch, path: Path
+) -> None:
+    url = f"fernet+file://{path}"
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", KEY_A)
+    with open_url(url) as store:
+        store.update("alice", lambda current: make_token("alice"))
+        store.delete("alice")  # empty again, but the key check stays
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", KEY_B)
+    with open_url(url) as wrong, pytest.raises(DecryptionError, match="its key-check record"):
+        wrong.put("bob", make_token("bob"))
+
+
+def test_the_key_check_name_is_reserved(key: str, path: Path) -> None:
+    with open_url(f"fernet+file://{path}") as store:
+        for call in (store.get, store.delete, lambda n: store.put(n, make_token())):
+            with pytest.raises(InvalidName, match="is reserved for the key check"):
+                call(KEY_CHECK_NAME)
+
+
+def test_after_a_rotation_the_new_key_alone_writes(
+    monkeypatch: pytest.MonkeyPatch, path: Path
+) -> None:
+    url = f"fernet+file://{path}"
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", KEY_A)
+    with open_url(url) as store:
+        store.put("alice", make_token("alice"))
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", f"{KEY_B},{KEY_A}")
+    with open_url(url) as store:
+        assert isinstance(store, FernetStore)
+        rotate_keys(store)
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", KEY_B)
+    with open_url(url) as store:
+        store.put("bob", make_token("bob"))
+    monkeypatch.setenv("WEBEX_TOKENS_KEY", KEY_A)
+    with open_url(url) as old, pytest.raises(DecryptionError, match="its key-check record"):
+        old.put("carol", make_token("carol"))
 
 
 def test_rotate_keys_takes_only_an_encrypted_store() -> None:

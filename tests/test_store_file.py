@@ -52,7 +52,8 @@ def test_file_is_0600_and_new_directories_0700_even_under_umask_000(tmp_path: Pa
         store.put("alice", make_token())
         store.update("alice", lambda token: make_token("refreshed"))
     assert mode_of(path) == 0o600
-    assert mode_of(path.with_name("tokens.json.lock")) == 0o600
+    assert mode_of(path.with_name("tokens.json.locks") / "store") == 0o600
+    assert mode_of(path.with_name("tokens.json.locks")) == 0o700
     for directory in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
         assert mode_of(directory) == 0o700, directory
     assert mode_of(tmp_path) == stat.S_IMODE(os.stat(tmp_path).st_mode)  # not touched
@@ -193,11 +194,7 @@ def test_corrupt_file_raises_and_is_left_byte_for_byte(tmp_path: Path, kind: str
         assert "left untouched" in str(info.value) and str(path) in str(info.value)
         assert snapshot(path) == before
     assert called == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "tokens.json",
-        "tokens.json.lock",
-        "tokens.json.locks",
-    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokens.json", "tokens.json.locks"]
 
 
 def test_one_unreadable_record_spoils_only_itself(tmp_path: Path) -> None:
@@ -223,7 +220,7 @@ def test_update_holds_its_account_lock_and_the_file_lock_only_to_write(tmp_path:
     path = tmp_path / "tokens.json"
     store = FileStore(path)
     store.put("alice", make_token())
-    lock_path = tmp_path / "tokens.json.lock"
+    lock_path = tmp_path / "tokens.json.locks" / "store"
     assert store.lock_path == lock_path
     account_lock = AccountLocks(tmp_path / "tokens.json.locks").slot_path("alice")
     observed: dict[str, bool] = {}
@@ -280,7 +277,7 @@ def test_update_held_by_another_process_times_out(tmp_path: Path) -> None:
         assert store.get("alice") == make_token("before")
         # The file lock itself, held too long, makes every writer time out.
         with interprocess_lock(store.lock_path):
-            with pytest.raises(LockTimeout, match=r"tokens\.json\.lock for more than 0\.5"):
+            with pytest.raises(LockTimeout, match=r"tokens\.json\.locks/store for more than 0\.5"):
                 store.put("bob", make_token())
             with pytest.raises(LockTimeout):
                 store.delete("carol")
@@ -359,7 +356,7 @@ def test_writes_replace_the_file_instead_of_editing_it(tmp_path: Path) -> None:
     inode = path.stat().st_ino
     store.put("bob", make_token())
     assert path.stat().st_ino != inode
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokens.json", "tokens.json.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokens.json", "tokens.json.locks"]
 
 
 def test_leftover_temp_file_of_a_killed_writer_is_removed_on_next_write(tmp_path: Path) -> None:

@@ -279,7 +279,9 @@ def test_sqlite_file_that_is_not_a_database_is_left_untouched(tmp_path: Path) ->
 def test_sqlite_path_that_cannot_be_created(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(StoreUnavailable, match=r"cannot create the SQLite database.*writable"):
+    with pytest.raises(
+        StoreUnavailable, match=r"cannot open the SQLite database .*a part of the path is a file"
+    ):
         SQLStore.from_url(f"sqlite:///{blocker}/tokens.db")
 
 

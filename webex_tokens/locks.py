@@ -7,7 +7,12 @@ network (a refresh) without holding up the accounts next to it: ``update`` holds
 account's lock while its function runs and the store lock only while it writes.
 
 Lock files are created 0600 and kept: removing one would race with the next locker.
-The operating system releases a lock when its holder dies, however it dies.
+The operating system releases a lock when its holder dies, however it dies. A lock file
+another user owns, or one in a directory others can write, is refused (see
+:mod:`webex_tokens.private_files`), and an operating-system error (permission denied, a
+read-only file system) is a :class:`~webex_tokens.errors.StoreError` naming the file
+and the fix. A store backed by a file keeps all its lock files in one directory beside
+it, ``<file>.locks/`` (:func:`lock_directory`).
 """
 
 from __future__ import annotations
@@ -21,13 +26,20 @@ from pathlib import Path
 from typing import Final
 
 from .errors import LockTimeout
+from .private_files import check_directories, check_owned, ensure_private_dir, file_error
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: filelock's exclusive lock instead
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["DEFAULT_LOCK_TIMEOUT", "AccountLocks", "interprocess_lock"]
+__all__ = [
+    "DEFAULT_LOCK_TIMEOUT",
+    "AccountLocks",
+    "ensure_private_dir",
+    "interprocess_lock",
+    "lock_directory",
+]
 
 #: Seconds a writer waits for another before raising :class:`LockTimeout`.
 DEFAULT_LOCK_TIMEOUT: Final = 60.0
@@ -39,21 +51,10 @@ _OPEN_FLAGS: Final = (
 )
 
 
-def ensure_private_dir(directory: Path) -> None:
-    """Create ``directory`` (and missing parents) with mode 0700, whatever the umask."""
-    missing: list[Path] = []
-    current = directory
-    while not current.exists():
-        missing.append(current)
-        if current.parent == current:
-            break
-        current = current.parent
-    for path in reversed(missing):
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            continue
-        os.chmod(path, 0o700)
+def lock_directory(data_file: Path) -> Path:
+    """The one directory that holds every lock file of the store kept in ``data_file``:
+    ``<file>.locks`` beside it, so that every process using the file finds the same locks."""
+    return data_file.with_name(data_file.name + ".locks")
 
 
 def _timeout_error(path: Path, timeout: float) -> LockTimeout:
@@ -64,11 +65,22 @@ def _timeout_error(path: Path, timeout: float) -> LockTimeout:
 
 
 def _open_lock_file(path: Path) -> int:
+    check_directories(path, "lock file")
     try:
-        return os.open(path, _OPEN_FLAGS, 0o600)
-    except FileNotFoundError:
-        ensure_private_dir(path.parent)
-        return os.open(path, _OPEN_FLAGS, 0o600)
+        try:
+            fd = os.open(path, _OPEN_FLAGS, 0o600)
+        except FileNotFoundError:
+            ensure_private_dir(path.parent)
+            check_directories(path, "lock file")
+            fd = os.open(path, _OPEN_FLAGS, 0o600)
+    except OSError as exc:
+        raise file_error(exc, path, "open the lock file") from None
+    try:
+        check_owned(path, os.fstat(fd), "lock file")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @contextlib.contextmanager
@@ -84,6 +96,8 @@ def interprocess_lock(
 
     Raises:
         LockTimeout: the lock could not be taken within ``timeout`` seconds.
+        StoreError: the lock file cannot be opened or locked (another user's file, a
+            directory others can write, permission denied, a read-only file system).
     """
     if fcntl is None:  # pragma: no cover - Windows
         with _exclusive_filelock(path, timeout):
@@ -104,6 +118,8 @@ def interprocess_lock(
                         raise _timeout_error(path, timeout) from None
                     time.sleep(poll)
                     poll = min(poll * 2, _LAST_POLL)
+                except OSError as exc:
+                    raise file_error(exc, path, "lock the lock file") from None
             if os.fstat(fd).st_nlink == 0:
                 continue  # the file was removed while we waited: lock the new one
             yield

@@ -13,6 +13,11 @@ Safety rules:
   refresh in the source meanwhile is kept).
 - Re-running a finished or interrupted migration is safe: tokens already in the target
   come out as ``unchanged``, and an interrupted move finishes its deletes.
+- Source and target are compared as resources, not as URLs
+  (:func:`~webex_tokens.store_identity.same_store`): a move onto the same store under
+  another URL is refused before anything is written, and a copy onto it does nothing
+  and says so (:attr:`MigrationReport.same_store`). A move also checks, after each
+  delete, that the target still holds the token, and puts it back if not.
 
 Memory stays flat: tokens are streamed from the source one at a time (SQL stores read
 rows in batches), and the report lists at most :data:`MAX_LISTED_OUTCOMES` per-name
@@ -30,11 +35,11 @@ import logging
 from array import array
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from .errors import BackendUnavailable, ConfigError, StoreUnavailable, WebexTokensError
 from .store import BaseStore, TokenStore, validate_name
+from .store_identity import same_file, same_store
 from .token import Token
 
 if TYPE_CHECKING:
@@ -73,7 +78,8 @@ MAX_LISTED_OUTCOMES: Final = 1000
 BATCH_SIZE: Final = 500
 
 # Errors that concern a whole store rather than one record: they end the migration.
-_FATAL: Final = (StoreUnavailable, BackendUnavailable)
+# (A ConfigError from a move means source and target proved to be one store.)
+_FATAL: Final = (StoreUnavailable, BackendUnavailable, ConfigError)
 
 #: One listed outcome: ``(name, outcome, detail)``.
 Outcome = tuple[str, str, str | None]
@@ -93,6 +99,8 @@ class MigrationReport:
         deleted: names deleted from the source (a move).
         failed: names that could not be read, written or verified; see ``outcomes``.
         dry_run: True if nothing was written.
+        same_store: True if the source and the target turned out to be the same store
+            (under two URLs, say): a copy then does nothing at all.
         outcomes: ``(name, outcome, detail)`` per name in processing order, at most
             :data:`MAX_LISTED_OUTCOMES` of them; failures are kept in preference to
             other outcomes when the list is full.
@@ -106,6 +114,7 @@ class MigrationReport:
     failed: int = 0
     unchanged: int = 0
     dry_run: bool = False
+    same_store: bool = False
     outcomes: list[Outcome] = field(default_factory=list)
     omitted: int = 0
     _failures_before: int = field(default=0, init=False, repr=False, compare=False)
@@ -125,6 +134,8 @@ class MigrationReport:
         return [outcome for outcome in self.outcomes if outcome[1] == FAILED]
 
     def __str__(self) -> str:
+        if self.same_store:
+            return "nothing to do: the source and the target are the same store"
         unchanged = f" ({self.unchanged} unchanged)" if self.unchanged else ""
         return (
             f"{self.copied} copied, {self.skipped} skipped{unchanged}, "
@@ -198,8 +209,9 @@ def migrate(  # noqa: PLR0917 - the documented signature (names, on_conflict... 
         and the migration goes on.
 
     Raises:
-        ConfigError: ``on_conflict`` or ``names`` is invalid, or source and target are
-            the same store.
+        ConfigError: ``on_conflict`` or ``names`` is invalid, or ``move`` was asked of
+            a source and a target that are the same store (under two URLs, say). A copy
+            onto itself is no error: it returns a report with ``same_store`` set.
         InvalidName: a listed name is not a valid account name.
         StoreUnavailable, BackendUnavailable: a store cannot be reached (the migration
             stops; running it again later is safe).
@@ -214,16 +226,20 @@ def migrate(  # noqa: PLR0917 - the documented signature (names, on_conflict... 
     with contextlib.ExitStack() as opened:
         from_store = _open(source, settings, opened)
         to_store = _open(target, settings, opened)
-        if from_store is to_store or (
-            from_store.url == to_store.url and from_store.url != "memory://"
-        ):
-            raise ConfigError(
-                f"the source and the target are the same store ({from_store.url}); "
-                "name two different stores"
-            )
+        # A dry run writes nothing, so it tells stores apart without a probe.
+        if same_store(from_store, to_store, probe=not dry_run):
+            if move:
+                raise ConfigError(
+                    f"refusing to move tokens from {_url(from_store)} to {_url(to_store)}: "
+                    "both reach the same store, so the move would delete every token; "
+                    "name a different target"
+                )
+            report.same_store = True
+            log.info("%s and %s are the same store: nothing to copy", _url(source), _url(target))
+            return report
         # A move deletes from the source as it goes, and an open read cursor on a SQLite
         # file would block those deletes (and writes to another table of the same file).
-        stream = not move and not _same_file(from_store, to_store)
+        stream = not move and not same_file(from_store, to_store)
         step = _Step(from_store, to_store, on_conflict, move, dry_run)
         # Closed before the stores are (an open SQL stream holds a connection).
         entries = opened.enter_context(
@@ -376,6 +392,14 @@ class _Step:
             return None
 
         self.source.update(name, drop)
+        if state[-1] == "deleted" and self.target.get(name) is None:
+            # The delete took the token from the target too: one store after all.
+            self.source.put(name, token)
+            raise ConfigError(
+                f"the token {name!r} vanished from {_url(self.target)} when it was deleted "
+                f"from {_url(self.source)}, so both are the same store; it was put back and "
+                "the move stopped: name a different target"
+            )
         if state[-1] == "changed":
             return (
                 FAILED,
@@ -492,19 +516,6 @@ def _open(
     result = open_store(store, settings=settings)
     opened.callback(result.close)
     return result
-
-
-def _same_file(first: TokenStore, second: TokenStore) -> bool:
-    """True if both stores keep their data in the same local file (e.g. two SQLite tables)."""
-
-    def path(store: object) -> Path | None:
-        while hasattr(store, "inner"):
-            store = store.inner
-        found = getattr(store, "path", None)
-        return found if isinstance(found, Path) else None
-
-    first_path, second_path = path(first), path(second)
-    return first_path is not None and first_path == second_path
 
 
 def _url(store: TokenStore | str) -> str:

@@ -4,12 +4,16 @@ Built-in schemes map to a dotted path and the command that installs what they ne
 backend's module is imported only when its scheme is used. Third-party backends register
 under the entry-point group ``webex_tokens.backends`` (``scheme = "package.module:Class"``);
 they are looked up only for schemes the built-ins do not know, and cannot replace one.
-Every backend class has a ``from_url(url)`` class method.
+Every backend class has a ``from_url(url)`` class method. One that can open a store
+without creating anything takes ``create=False`` too (the file, SQLite and ``fernet+``
+backends): the read-only commands open stores that way, so a mistyped path raises
+:class:`~webex_tokens.errors.StoreNotFound` instead of becoming an empty store.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -152,18 +156,37 @@ def _import(target: str, install: str | None, scheme: str) -> type[Any]:
     return cast(type[Any], getattr(module, attribute))
 
 
-def open_url(url: str) -> TokenStore:
+def open_url(url: str, *, create: bool = True) -> TokenStore:
     """Open the store at ``url`` (see the URL table in the docs).
+
+    Args:
+        url: the store URL.
+        create: False to create nothing: a store whose file or table does not exist
+            raises :class:`~webex_tokens.errors.StoreNotFound`. Backends whose
+            ``from_url`` has no ``create`` argument create nothing on opening anyway.
 
     Raises:
         InvalidStoreURL, BackendUnavailable, StoreUnavailable: see :func:`backend_class`
             and the backend.
+        StoreNotFound: ``create`` is False and there is no store at ``url`` yet.
     """
-    store = backend_class(url).from_url(url)
-    return cast(TokenStore, store)
+    cls = backend_class(url)
+    if not create and _takes_create(cls):
+        return cast(TokenStore, cls.from_url(url, create=False))
+    return cast(TokenStore, cls.from_url(url))
 
 
-def open_store(target: str | None = None, *, settings: Settings | None = None) -> TokenStore:
+def _takes_create(cls: type[Any]) -> bool:
+    try:
+        parameters = inspect.signature(cls.from_url).parameters
+    except (TypeError, ValueError):
+        return False
+    return "create" in parameters
+
+
+def open_store(
+    target: str | None = None, *, settings: Settings | None = None, create: bool = True
+) -> TokenStore:
     """Open a store from a URL, the name of a configured store, or the default store.
 
     ``target`` None means ``WEBEX_TOKENS_STORE`` if set, else the legacy
@@ -173,21 +196,23 @@ def open_store(target: str | None = None, *, settings: Settings | None = None) -
     Args:
         target: a store URL, a configured store's name, or None.
         settings: the settings to resolve names with; by default :func:`load_settings`.
+        create: False to create nothing (see :func:`open_url`).
 
     Raises:
         ConfigError: ``target`` is neither a URL nor a configured store, or the settings
             are invalid.
         InvalidStoreURL, BackendUnavailable, StoreUnavailable: the store cannot be opened.
+        StoreNotFound: ``create`` is False and the store does not exist yet.
     """
     if target is not None and is_store_url(target):
-        return open_url(target)
+        return open_url(target, create=create)
     if settings is None:
         from .settings import load_settings
 
         settings = load_settings()
     url = settings.store_url(target)
     try:
-        return open_url(url)
+        return open_url(url, create=create)
     except InvalidStoreURL as exc:
         origin = settings.origin(target)
         if origin is None:

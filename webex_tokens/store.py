@@ -31,7 +31,8 @@ from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 from .errors import InvalidName, InvalidToken, StoreCorrupted, StoreError
-from .locks import DEFAULT_LOCK_TIMEOUT, ensure_private_dir, interprocess_lock
+from .locks import DEFAULT_LOCK_TIMEOUT, interprocess_lock
+from .private_files import check_owned, ensure_private_dir, file_error
 from .token import Token
 
 __all__ = [
@@ -495,11 +496,11 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
-def read_private_file(path: Path) -> bytes | None:
+def read_private_file(path: Path, what: str = "token file") -> bytes | None:
     """Read ``path`` without following a symlink; None if it does not exist.
 
     Raises:
-        StoreError: ``path`` is a symlink or not a regular file.
+        StoreError: ``path`` is a symlink, not a regular file, or another user's.
     """
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
     try:
@@ -511,11 +512,12 @@ def read_private_file(path: Path) -> bytes | None:
             raise StoreError(
                 f"refusing to read {path}: it is a symlink; point the store at the real file"
             ) from None
-        raise StoreError(f"cannot read {path}: {exc.strerror}") from None
+        raise file_error(exc, path, f"read the {what}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise StoreError(f"{path} is not a regular file; point the store at a file")
+        check_owned(path, info, what)
         chunks = []
         while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)

@@ -184,6 +184,13 @@ def _plaintext_in_encrypted(env: Env) -> object:
     return _fernet(env, generate_key()).get("alice")
 
 
+def _wrong_key_write(env: Env) -> object:
+    first, second = generate_key(), generate_key()
+    env.secrets += [first, second, "s3cret-token"]
+    _fernet(env, first).put("alice", make_token("s3cret-token"))
+    return _fernet(env, second).put("bob", make_token("s3cret-token"))
+
+
 def _keyring_corrupt_index(env: Env) -> object:
     backend = env.request.getfixturevalue("secret_service")
     service = "webex-tokens-matrix"
@@ -293,6 +300,15 @@ def _echoed_secrets(env: Env) -> object:
     body = {"error": "invalid_request", "error_description": f"cannot parse {quoted}"}
     fake.fail_next(400, body=json.dumps(body).encode())
     return oauth.refresh(token)
+
+
+def _move_onto_itself(env: Env) -> object:
+    from webex_tokens.migration import migrate
+
+    open_url(f"sqlite:///{env.tmp}/t.db").put("alice", make_token())
+    return migrate(
+        f"sqlite:///{env.tmp}/t.db", f"sqlite:///{env.tmp}/t.db?lock_timeout=30", move=True
+    )
 
 
 def _settings(text: str, *, env_vars: dict[str, str] | None = None) -> Callable[[Env], object]:
@@ -521,6 +537,13 @@ CASES = [
     Case("journal-unreadable", "rescue journal", "a rescue journal file that is not JSON",
          StoreCorrupted, "move it away to let the account be used without it",
          _journal_unreadable),
+    # moving, locking and trusting files
+    Case("move-onto-itself", "migrate", "`migrate --move` from `sqlite:///t.db` to "
+         "`sqlite:///t.db?lock_timeout=30`", ConfigError, "both reach the same store",
+         _move_onto_itself),
+    Case("wrong-key-write", "key", "writing a new name with another key than the store's",
+         DecryptionError, "so the store was written with another key and nothing was written",
+         _wrong_key_write),
 ]  # fmt: skip
 
 #: Where to write the rendered matrix (read now: the tests run with WEBEX_* cleared).

@@ -11,6 +11,13 @@ Each ciphertext is bound to its record name: the plaintext is the envelope
 refused, so a blob copied or moved to another name cannot be passed off as that
 account's token.
 
+A wrong key cannot write: before the first write through a store object, the key is
+proven against the store. The proof is the key-check record (:data:`KEY_CHECK_NAME`, a
+fixed text encrypted like any record, never listed by ``names()``), or, in a store
+written before there was one, an existing record; a key that opens neither raises
+:class:`~webex_tokens.errors.DecryptionError` and nothing is written. A store without
+either (a new one) takes the key, and the key-check record is written.
+
 Keys come from ``WEBEX_TOKENS_KEY`` (comma-separated; the first key encrypts, all of
 them decrypt, as :class:`cryptography.fernet.MultiFernet` does), from another variable
 (``?key_env=NAME``) or from a file only its owner can read (``?key_file=PATH``). A key is
@@ -32,13 +39,17 @@ from urllib.parse import quote, unquote
 from cryptography.fernet import Fernet, MultiFernet
 from cryptography.fernet import InvalidToken as FernetInvalidToken
 
-from ..errors import DecryptionError, InvalidStoreURL, StoreCorrupted
-from ..store import BaseStore, Keep, Record, RecordChange, redact_url
+from ..errors import DecryptionError, InvalidName, InvalidStoreURL, StoreCorrupted
+from ..store import KEEP, BaseStore, Keep, Record, RecordChange, redact_url
 
-__all__ = ["DEFAULT_KEY_ENV", "FernetStore", "generate_key", "rotate_keys"]
+__all__ = ["DEFAULT_KEY_ENV", "KEY_CHECK_NAME", "FernetStore", "generate_key", "rotate_keys"]
 
 #: The environment variable that holds the keys when the URL names no other source.
 DEFAULT_KEY_ENV: Final = "WEBEX_TOKENS_KEY"
+
+#: The record that proves a key before the first write; the name is reserved.
+KEY_CHECK_NAME: Final = ".webex-tokens-key-check"
+_KEY_CHECK_TEXT: Final = "webex-tokens key check"
 
 _PREFIX: Final = "fernet+"
 _KEY_OPTIONS: Final = ("key_env", "key_file")
@@ -129,13 +140,15 @@ class FernetStore(BaseStore):
                 ) from None
         self._encrypter = fernets[0]
         self._fernet = MultiFernet(fernets)
+        self._key_proven = False
 
     @classmethod
-    def from_url(cls, url: str) -> FernetStore:
+    def from_url(cls, url: str, *, create: bool = True) -> FernetStore:
         """Open ``fernet+<store URL>``, e.g. ``fernet+file:///var/lib/app/tokens.json``.
 
         The options ``key_env=NAME`` and ``key_file=PATH`` choose the key source and are
         removed before the inner URL is opened; the inner store's own options stay.
+        ``create`` is passed on to the inner store (False: create nothing).
 
         Raises:
             InvalidStoreURL: the URL holds a key, names two key sources, wraps nothing,
@@ -160,7 +173,7 @@ class FernetStore(BaseStore):
                 f"{redact_url(url)!r} encrypts twice; use a single fernet+ prefix "
                 "(list several keys in one key source to rotate)"
             )
-        inner = open_url(inner_url)
+        inner = open_url(inner_url, create=create)
         if not isinstance(inner, BaseStore):
             inner.close()
             raise InvalidStoreURL(
@@ -277,32 +290,124 @@ class FernetStore(BaseStore):
     def _seal(self, name: str, record: Record) -> Record:
         return Record(self._encrypt(name, record.data), record.expires_at)
 
+    def _opens(self, ciphertext: str) -> bool | None:
+        """True if one of the keys decrypts ``ciphertext``, False if none does, None if
+        it is no Fernet token at all (plaintext, damaged)."""
+        if ciphertext.lstrip().startswith("{") or _truncated(ciphertext):
+            return None
+        try:
+            self._fernet.decrypt(ciphertext.encode("ascii"))
+        except (FernetInvalidToken, UnicodeEncodeError):
+            return False
+        return True
+
+    # -- proving the key before the first write ---------------------------------------
+
+    def _prove_key(self) -> None:
+        """Refuse to write unless the keys open what the store already holds (once per
+        store object): the key-check record, else an existing record. A store with
+        neither takes the key, and its key-check record is written.
+
+        Raises:
+            DecryptionError: the keys open neither; nothing was written.
+        """
+        if self._key_proven:
+            return
+        check = self.inner._read(KEY_CHECK_NAME)
+        if check is None:
+            self._prove_against_records()
+
+            def write_check(current: str | None) -> RecordChange:
+                if current is None:
+                    return Record(self._encrypt(KEY_CHECK_NAME, _KEY_CHECK_TEXT))
+                self._check_key_record(current)  # written by another process meanwhile
+                return KEEP
+
+            self.inner._update_record(KEY_CHECK_NAME, write_check)
+        else:
+            self._check_key_record(check)
+        self._key_proven = True
+
+    def _check_key_record(self, ciphertext: str) -> None:
+        if not self._opens(ciphertext):
+            raise self._wrong_key_error("its key-check record")
+
+    def _prove_against_records(self) -> None:
+        records = self.inner._iter_records()
+        refused = 0
+        try:
+            for name, ciphertext in records:
+                if name == KEY_CHECK_NAME:
+                    continue
+                opened = self._opens(ciphertext)
+                if opened:
+                    return
+                refused += opened is False
+        finally:
+            close = getattr(records, "close", None)
+            if close is not None:
+                close()
+        if refused:
+            raise self._wrong_key_error(f"{refused} of its tokens")
+
+    def _wrong_key_error(self, what: str) -> DecryptionError:
+        return DecryptionError(
+            f"refusing to write to {self.url}: {self.key_source} does not decrypt {what}, "
+            "so the store was written with another key and nothing was written; use the key "
+            "it was written with (to rotate, list the new key first and the old one after it)"
+        )
+
+    @staticmethod
+    def _check_name(name: str) -> None:
+        if name == KEY_CHECK_NAME:
+            raise InvalidName(
+                f"the account name {KEY_CHECK_NAME!r} is reserved for the key check of an "
+                "encrypted store; choose another name"
+            )
+
     # -- records, delegated to the inner store --------------------------------------
 
     def _read(self, name: str) -> str | None:
+        self._check_name(name)
         return self._decrypt(name, self.inner._read(name))
 
     def _write(self, name: str, record: Record) -> None:
+        self._check_name(name)
+        self._prove_key()
         self.inner._write(name, self._seal(name, record))
 
     def _remove(self, name: str) -> bool:
+        self._check_name(name)
         return self.inner._remove(name)
 
     def _iter_names(self) -> Iterable[str]:
-        return self.inner._iter_names()
+        return [name for name in self.inner._iter_names() if name != KEY_CHECK_NAME]
 
     def _iter_records(self) -> Iterator[tuple[str, str]]:
-        for name, ciphertext in self.inner._iter_records():
-            data = self._decrypt(name, ciphertext)
-            if data is not None:
-                yield name, data
+        records = self.inner._iter_records()
+        try:
+            for name, ciphertext in records:
+                if name == KEY_CHECK_NAME:
+                    continue
+                data = self._decrypt(name, ciphertext)
+                if data is not None:
+                    yield name, data
+        finally:
+            close = getattr(records, "close", None)
+            if close is not None:
+                close()
 
     def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
+        self._check_name(name)
+        self._prove_key()
         self.inner._update_record(name, self._encrypted(name, change))
 
     def _update_records(
         self, changes: Sequence[tuple[str, Callable[[str | None], RecordChange]]]
     ) -> bool:
+        for name, _ in changes:
+            self._check_name(name)
+        self._prove_key()
         return self.inner._update_records(
             [(name, self._encrypted(name, change)) for name, change in changes]
         )
@@ -321,6 +426,17 @@ class FernetStore(BaseStore):
             return self._seal(name, result)
 
         return encrypted_change
+
+    def _reseal_key_check(self) -> None:
+        """Encrypt the key-check record under the first key (the end of a rotation)."""
+        self._prove_key()
+
+        def reseal(current: str | None) -> RecordChange:
+            if current is not None:
+                self._check_key_record(current)
+            return Record(self._encrypt(KEY_CHECK_NAME, _KEY_CHECK_TEXT))
+
+        self.inner._update_record(KEY_CHECK_NAME, reseal)
 
     def _close(self) -> None:
         self.inner.close()
@@ -349,6 +465,7 @@ def rotate_keys(store: FernetStore) -> int:
         # A new but equal Token makes update() write, which encrypts under the first key.
         if store.update(name, lambda token: token.replace() if token else None) is not None:
             rotated += 1
+    store._reseal_key_check()
     return rotated
 
 

@@ -1,14 +1,16 @@
 """``file:``: every account in one JSON file, written atomically and locked per write.
 
 Durability rules: each write goes to a 0600 temp file in the same directory, is fsynced,
-renamed over the token file with :func:`os.replace`, and the directory is fsynced. Writers
-serialise on a separate ``<file>.lock``; readers never lock, since a rename is atomic.
-``update`` of one account also holds that account's lock in ``<file>.locks/`` (see
-:class:`~webex_tokens.locks.AccountLocks`) while its function runs, and the file lock
+renamed over the token file with :func:`os.replace`, and the directory is fsynced. Every
+lock file lives in one directory beside the token file, ``<file>.locks/``: writers
+serialise on its ``store`` file; readers never lock, since a rename is atomic. ``update``
+of one account also holds that account's lock there (see
+:class:`~webex_tokens.locks.AccountLocks`) while its function runs, and the store lock
 only while it writes, so refreshes of different accounts run at once; threads of one
 process that write at the same moment share one write of the file (group commit). A
 file that cannot be parsed raises :class:`~webex_tokens.errors.StoreCorrupted` and is
-never written over. A symlinked token file is refused.
+never written over. A symlinked token file, one another user owns, and one in a
+directory others can write are refused (:mod:`webex_tokens.private_files`).
 
 File format (``version`` 1)::
 
@@ -35,7 +37,8 @@ from typing import Any, Final
 from urllib.parse import parse_qs, unquote
 
 from ..errors import InvalidStoreURL, StoreCorrupted, StoreError
-from ..locks import AccountLocks
+from ..locks import AccountLocks, lock_directory
+from ..private_files import check_directories, check_owned, file_error, store_not_found
 from ..store import (
     DEFAULT_LOCK_TIMEOUT,
     BaseStore,
@@ -67,12 +70,23 @@ class FileStore(BaseStore):
         path: the token file; ``~`` is expanded, relative paths are taken from the
             current directory. Its directory is created 0700 when missing.
         lock_timeout: seconds a writer waits for another before :class:`LockTimeout`.
+        create: False to open only a token file that exists (for reading): a missing
+            one raises :class:`StoreNotFound` and nothing is created. The file and its
+            directory are otherwise created on the first write.
 
     Raises:
-        StoreError: ``path`` is a symlink or a directory.
+        StoreError: ``path`` is a symlink or a directory, another user owns it, or
+            others can write to a directory above it.
+        StoreNotFound: the file does not exist and ``create`` is False.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        create: bool = True,
+    ):
         self.path = Path(os.path.abspath(os.path.expanduser(path)))
         if self.path.is_symlink():
             raise StoreError(
@@ -84,11 +98,18 @@ class FileStore(BaseStore):
                 f"{self.path} is a directory; give the path of a file "
                 f"such as {self.path}/tokens.json"
             )
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        check_directories(self.path, "token file")
+        try:
+            check_owned(self.path, os.lstat(self.path), "token file")
+        except FileNotFoundError:
+            if not create:
+                raise store_not_found("token file", self.path) from None
+        except OSError as exc:
+            raise file_error(exc, self.path, "open the token file") from None
+        lock_files = lock_directory(self.path)
+        self.lock_path = lock_files / "store"
         self.lock_timeout = lock_timeout
-        self._account_locks = AccountLocks(
-            self.path.with_name(self.path.name + ".locks"), lock_timeout
-        )
+        self._account_locks = AccountLocks(lock_files, lock_timeout)
         self.url = f"file://{self.path}"
         self._warned_permissions = False
         # The file's bytes and what they parse to: a read that finds the same bytes skips
@@ -101,10 +122,11 @@ class FileStore(BaseStore):
         self._writer = threading.Lock()
 
     @classmethod
-    def from_url(cls, url: str) -> FileStore:
+    def from_url(cls, url: str, *, create: bool = True) -> FileStore:
         """Open ``file:///abs/path``, ``file:relative/path`` or ``file://~/path``.
 
-        The query may set ``lock_timeout`` (seconds).
+        The query may set ``lock_timeout`` (seconds). ``create`` False opens only a
+        token file that exists (see the class).
         """
         if not url.startswith("file:"):
             raise InvalidStoreURL(f"not a file store URL: {url!r}")
@@ -131,7 +153,7 @@ class FileStore(BaseStore):
                 "write the path of the token file, e.g. file:///var/lib/app/tokens.json"
             )
         options = _parse_options(url, query)
-        return cls(path, **options)
+        return cls(path, create=create, **options)
 
     # -- the document -------------------------------------------------------------
 
@@ -173,7 +195,10 @@ class FileStore(BaseStore):
         data = _document(tokens)
         ensure_private_dir(self.path.parent)
         remove_stale_temp_files(self.path)
-        atomic_write(self.path, data)
+        try:
+            atomic_write(self.path, data)
+        except OSError as exc:
+            raise file_error(exc, self.path, "write the token file") from None
         self._cache = (data, tokens)
 
     def _corrupted(self, reason: str) -> StoreCorrupted:

@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import re
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -52,9 +51,11 @@ from ..errors import (
     LockTimeout,
     StoreCorrupted,
     StoreError,
+    StoreNotFound,
     StoreUnavailable,
 )
 from ..locks import AccountLocks
+from ..private_files import prepare_private_file
 from ..registry import install_hint
 from ..store import (
     DEFAULT_LOCK_TIMEOUT,
@@ -63,7 +64,6 @@ from ..store import (
     Keep,
     Record,
     RecordChange,
-    ensure_private_dir,
     log_superseded,
     redact_url,
 )
@@ -208,12 +208,17 @@ class SQLStore(BaseStore):
             :class:`LockTimeout` (overrides ``?lock_timeout=``).
         connect_timeout: seconds to wait for the server when connecting (overrides
             ``?connect_timeout=``).
+        create: False to open only a store that exists (for reading): a missing SQLite
+            file or table raises :class:`StoreNotFound` and nothing is created.
 
     Raises:
         InvalidStoreURL: the URL, an option or the table name is malformed.
         BackendUnavailable: the database driver is not installed (says what to install).
         StoreUnavailable: the database cannot be reached or opened.
         StoreCorrupted: the table exists but is not a webex-tokens table (it is untouched).
+        StoreNotFound: ``create`` is False and the database file or the table is missing.
+        StoreError: the SQLite file is a symlink, another user's, or in a directory
+            others can write.
     """
 
     def __init__(
@@ -223,8 +228,10 @@ class SQLStore(BaseStore):
         table: str | None = None,
         lock_timeout: float | None = None,
         connect_timeout: float | None = None,
+        create: bool = True,
     ) -> None:
         self._engine: Engine | None = None
+        self._create = create
         sa_url, options = _parse_url(url)
         self.table_name: str = table if table is not None else options.get("table", DEFAULT_TABLE)
         _check_table_name(self.table_name, url)
@@ -303,46 +310,25 @@ class SQLStore(BaseStore):
             raise
 
     @classmethod
-    def from_url(cls, url: str) -> SQLStore:
+    def from_url(cls, url: str, *, create: bool = True) -> SQLStore:
         """Open the store at a SQLAlchemy ``url`` (see the class for the options).
 
         Raises:
-            InvalidStoreURL, BackendUnavailable, StoreUnavailable, StoreCorrupted: as the
-                constructor.
+            StoreError: as the constructor (InvalidStoreURL, BackendUnavailable,
+                StoreUnavailable, StoreCorrupted, StoreNotFound).
         """
-        return cls(url)
+        return cls(url, create=create)
 
     # -- opening --------------------------------------------------------------------
 
     def _create_private_file(self, path: Path) -> None:
-        """Create the SQLite file 0600 (its directory 0700) before SQLite opens it.
+        """Create the SQLite file 0600 (its directory 0700) before SQLite opens it, and
+        refuse one that is a symlink, another user's, or in a directory others can write.
 
         SQLite gives its journal files the mode of the database file, so they are
         private too.
         """
-        try:
-            ensure_private_dir(path.parent)
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                mode = stat.S_IMODE(os.stat(path).st_mode)
-                if mode & 0o077 and os.name == "posix":
-                    log.warning(
-                        "token database %s is readable by other users (mode %o); run: chmod 600 %s",
-                        path,
-                        mode,
-                        path,
-                    )
-                return
-            try:
-                os.fchmod(fd, 0o600)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise StoreUnavailable(
-                f"cannot create the SQLite database {path} ({exc.strerror}); check that its "
-                "directory exists and is writable, or choose another path in the URL"
-            ) from None
+        prepare_private_file(path, "SQLite database", create=self._create, error=StoreUnavailable)
 
     def _create_engine(self, sa_url: URL) -> Engine:
         connect_args: dict[str, Any] = {}
@@ -413,6 +399,12 @@ class SQLStore(BaseStore):
         return engine
 
     def _prepare_table(self) -> None:
+        if not self._create and not self._has_table():
+            raise StoreNotFound(
+                f"there is no table {self.table_name!r} in {self.url} yet, and nothing was "
+                "created; check the URL and ?table=, or create the store by saving a token "
+                "into it (webex-tokens login)"
+            )
         if not self._has_table():
             try:
                 with self._transaction(write=True) as connection, self._errors():

@@ -7,7 +7,7 @@ from typing import Any, Final
 
 import click
 
-from ..errors import WebexTokensError
+from ..errors import StoreNotFound, WebexTokensError
 from ..token import Token, fingerprint
 from . import engine, history
 from .completion import account_names
@@ -58,10 +58,14 @@ def list_(ctx: click.Context, all_stores: bool, as_json: bool) -> None:
         targets = [name for name, _, _ in engine.configured_stores(current.settings())] or [None]
     listed: list[_Listed] = []
     store_errors: list[dict[str, Any]] = []
+    not_created: list[str] = []
     for target in targets:
         try:
             store = current.open_existing(target)
         except WebexTokensError as exc:
+            if isinstance(exc, StoreNotFound):  # holds no tokens; looking created nothing
+                not_created.append(describe(exc))
+                continue
             if not all_stores:
                 raise
             shown = target if target is not None else "the default store"
@@ -106,7 +110,7 @@ def list_(ctx: click.Context, all_stores: bool, as_json: bool) -> None:
                 ]
             )
     elif not store_errors:
-        click.echo("no tokens stored; add one with: webex-tokens login", err=True)
+        _say_empty(not_created)
     if store_errors or unreadable:
         raise click.exceptions.Exit(1)
 
@@ -115,6 +119,12 @@ def _refused(notes: dict[str, history.LastRefresh], entry: engine.Entry) -> bool
     """True when the refresh history says Webex refused this entry's refresh token."""
     note = notes.get(entry.name)
     return note is not None and entry.token is not None and note.refuses(entry.token)
+def _say_empty(not_created: list[str]) -> None:
+    """No account anywhere: say so, and that the store does not exist yet if it does not."""
+    if not_created:
+        click.echo(f"no tokens stored: {one_line(not_created[0])}", err=True)
+    else:
+        click.echo("no tokens stored; add one with: webex-tokens login", err=True)
 
 
 def _hint_logins(names: list[str], shown: int = 5) -> None:

@@ -77,12 +77,12 @@ def open_existing(target: str | None, settings: Settings | None = None) -> Token
     """Open the store a command that only reads (or updates what exists) works on.
 
     ``list``, ``show``, ``token``, ``export``, ``delete`` and ``doctor`` use this: they
-    must never create a store (a mistyped path would otherwise become an empty store).
-    Today it opens like :func:`open_for_writing`; it is the one place to call the store
-    layer's open-without-creating (raising ``StoreNotFound``) once it exists. ``token``
-    may still write through the store it gets (a refresh saves the new token).
+    must never create a store (a mistyped path would otherwise become an empty store),
+    so a store whose file or table does not exist raises ``StoreNotFound`` and nothing
+    (no directory, database, table or key file) is created. ``token`` may still write
+    through the store it gets (a refresh saves the new token).
     """
-    return open_store(target, settings=settings)
+    return open_store(target, settings=settings, create=False)
 
 
 def open_for_writing(target: str | None, settings: Settings | None = None) -> TokenStore:

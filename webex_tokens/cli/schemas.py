@@ -137,6 +137,7 @@ _TRANSFER: Final = {
     "target": Field("str", "the store they went to: its name or URL"),
     "target_url": Field("str", "its URL, passwords redacted"),
     "dry_run": Field("bool", "true when nothing was written (--dry-run)"),
+    "same_store": Field("bool", "true when source and target are one store: nothing was done"),
     "move": Field("bool", "whether tokens were deleted from the source (--move)"),
     "on_conflict": Field("str", "skip, overwrite or newer"),
     "ok": Field("bool", "true when no name failed (the exit code is then 0)"),

@@ -161,6 +161,7 @@ def run_migration(
 def _report_document(report: MigrationReport, on_conflict: str, move: bool) -> dict[str, Any]:
     return {
         "dry_run": report.dry_run,
+        "same_store": report.same_store,
         "move": move,
         "on_conflict": on_conflict,
         "ok": report.ok,
