@@ -219,3 +219,69 @@ def test_keep_alive_snippets_refresh_only_the_due_accounts(
     assert stored(url, "due@example.com").access_token != due.access_token
     assert stored(url, "fine@example.com").access_token == fine.access_token
     assert fake_webex.calls["refresh_token"] == 1
+
+
+def test_login_with_webex_example_knows_who_signed_in(
+    fake_webex: FakeWebex, tmp_path: Path
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    redirect_uri = base + "/oauth/webex/callback"
+    fake_webex.add_redirect_uri(redirect_uri)
+    url = f"sqlite:///{tmp_path}/tokens.db"
+    env = environment(
+        fake_webex,
+        url,
+        WEBEX_REDIRECT_URI=redirect_uri,
+        WEBEX_SCOPES="spark:all openid email profile",
+        WEBEX_TOKENS_SECRET_KEY="example-secret-key-0123456789",
+        XDG_DATA_HOME=str(tmp_path / "data"),
+    )
+    log_path = tmp_path / "app.log"
+    with log_path.open("wb") as log_file:
+        app = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / "login_with_webex.py")],
+            cwd=tmp_path,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert app.poll() is None, log_path.read_text()
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the example app did not start"
+            time.sleep(0.1)
+
+        fake_webex.user = "erin.example@example.com"
+        with httpx.Client(follow_redirects=True, timeout=10) as browser:
+            assert "Login with Webex" in browser.get(base + "/").text
+            home = browser.get(base + "/oauth/webex/login")  # Webex, callback, then /
+            assert home.status_code == 200 and str(home.url) == base + "/"
+            assert "Hello Erin Example" in home.text
+            person = browser.get(base + "/whoami").json()
+            assert person["email"] == "erin.example@example.com"
+            assert person["account"] == "erin.example@example.com" and person["sub"]
+        fake_webex.oidc.break_next_id_token("wrong_nonce")
+        with httpx.Client(follow_redirects=True, timeout=10) as stranger:
+            refused = stranger.get(base + "/oauth/webex/login")
+            assert refused.status_code == 400
+            assert stranger.get(base + "/whoami").status_code == 401
+    finally:
+        app.send_signal(signal.SIGINT)
+        try:
+            app.wait(15)
+        except subprocess.TimeoutExpired:
+            app.kill()
+            app.wait()
+
+    with open_url(url) as store:
+        assert store.names() == ["erin.example@example.com"]  # the refused login stored nothing
+        token = store.get("erin.example@example.com")
+    assert token is not None and token.id_token is not None
+    assert token.id_token not in log_path.read_text()
