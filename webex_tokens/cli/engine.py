@@ -332,17 +332,16 @@ def qr_code(text: str) -> str:
 
 
 def device_login(
-    keeper: Keeper, *, timeout: float, account: str | None = None, quiet: bool = False
+    keeper: Keeper, *, timeout: float, account: str | None = None, notify: Notify | None = None
 ) -> tuple[str, Token]:
     """Run the device-grant login (:func:`webex_tokens.login.device_login`) and save the
     token under the one naming rule (:meth:`Keeper.save_login
     <webex_tokens.keeper.Keeper.save_login>`); return the name and the token.
 
-    ``quiet`` tells the human nothing (the demo approves the code itself).
+    ``notify`` None: the code and the link on stderr, with a QR code on a terminal.
     """
     keeper.refuse_direct("log in")
-    notify: Notify = (lambda notice: None) if quiet else _tell_on_stderr
-    token = keeper.oauth.device_login(notify, timeout, account=account)
+    token = keeper.oauth.device_login(notify or _tell_on_stderr, timeout, account=account)
     return keeper.save_login(token, name=account), token
 
 
