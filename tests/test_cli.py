@@ -781,8 +781,11 @@ def test_login_without_a_browser_takes_the_pasted_redirect_url(
     finally:
         process.kill()
     assert process.returncode == 0, stderr
-    assert stdout.endswith(f"Logged in as pasted; token saved to {store_url} as pasted\n")
+    assert stdout.endswith(f"Logged in as {webex.user}; token saved to {store_url} as pasted\n")
     assert open_store(store_url).names() == ["pasted"]
+    with open_store(store_url) as store:
+        token = store.get("pasted")
+    assert token is not None and token.account == webex.user  # the email, despite --name
 
 
 def test_ctrl_c_during_login_exits_130_with_one_line(webex: FakeWebex, store_url: str) -> None:

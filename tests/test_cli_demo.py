@@ -17,11 +17,13 @@ from webex_tokens.cli import cli
 STEPS = [
     "== 1. Start the Webex emulator",
     "== 2. webex-tokens login",
-    "== 3. webex-tokens list",
-    "== 4. webex-tokens token",
-    "== 5. webex-tokens refresh",
-    "== 6. webex-tokens migrate into an encrypted store",
-    "== 7. webex-tokens list (from the encrypted store)",
+    "== 3. webex-tokens login --device",
+    "== 4. webex-tokens list",
+    "== 5. webex-tokens token",
+    "== 6. webex-tokens refresh",
+    "== 7. webex-tokens migrate into an encrypted store",
+    "== 8. webex-tokens list (from the encrypted store)",
+    "== 9. Next: do it for real",
 ]
 
 
@@ -71,18 +73,60 @@ def test_demo_runs_every_step_in_the_embedded_default_store(
     assert token.fingerprint in process.stdout  # the refreshed token is the stored one
 
 
-def test_demo_removes_its_account_and_leaves_the_others(fresh_machine: dict[str, str]) -> None:
+def test_demo_without_keep_never_creates_the_default_store(
+    fresh_machine: dict[str, str], tmp_path: Path
+) -> None:
+    process = run_demo(fresh_machine)
+    assert process.returncode == 0, process.stderr
+    assert "Tokens go to a temporary store" in process.stdout
+    assert "token saved to temporary store" in process.stdout
+    assert "the temporary store is gone" in process.stdout
+    assert not (tmp_path / "data").exists()  # nothing in the user data directory
+
+
+def test_demo_leaves_the_default_store_alone(fresh_machine: dict[str, str]) -> None:
     alice = Token(access_token="alice-token", account="alice@example.com")
     with open_store() as store:
         store.put("alice@example.com", alice)
+        url = store.url
+    database = Path(url.removeprefix("sqlite:///"))
+    before = database.stat().st_mtime_ns
     first = run_demo(fresh_machine)
     second = run_demo(fresh_machine)
     assert first.returncode == 0 and second.returncode == 0, second.stderr
-    assert "was removed from" in second.stdout
     with open_store() as store:
         assert store.names() == ["alice@example.com"]
         assert store.get("alice@example.com") == alice
+    assert database.stat().st_mtime_ns == before
     assert "alice" not in first.stdout
+
+
+def test_demo_into_a_chosen_store_removes_its_account_and_leaves_the_others(
+    fresh_machine: dict[str, str], tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path}/chosen.db"
+    alice = Token(access_token="alice-token", account="alice@example.com")
+    with open_store(url) as store:
+        store.put("alice@example.com", alice)
+    process = run_demo(fresh_machine, "--store", url, "demo")
+    assert process.returncode == 0, process.stderr
+    assert "was removed from" in process.stdout
+    with open_store(url) as store:
+        assert store.names() == ["alice@example.com"]
+
+
+def test_demo_shows_the_device_grant_and_ends_with_the_next_step_for_real(
+    fresh_machine: dict[str, str],
+) -> None:
+    process = run_demo(fresh_machine)
+    assert process.returncode == 0, process.stderr
+    device = process.stdout[process.stdout.index(STEPS[2]) : process.stdout.index(STEPS[3])]
+    assert "enter the code" in device and "/verify?userCode=" in device
+    assert "Logged in as demo@example.com" in device
+    last = process.stdout[process.stdout.index(STEPS[-1]) :]
+    assert "https://developer.webex.com/my-apps" in last
+    assert "http://localhost:8000/oauth/webex/callback" in last
+    assert "webex-tokens login --device" in last and "webex-tokens login " in last
 
 
 def test_demo_refuses_to_touch_a_real_account_of_the_same_name(
@@ -96,7 +140,7 @@ def test_demo_refuses_to_touch_a_real_account_of_the_same_name(
     )
     with open_store() as store:
         store.put("demo@example.com", real)
-    result = CliRunner().invoke(cli, ["demo"], catch_exceptions=False)
+    result = CliRunner().invoke(cli, ["demo", "--keep"], catch_exceptions=False)
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "already holds a real account named 'demo@example.com'" in lines[0]

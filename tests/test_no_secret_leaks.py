@@ -127,3 +127,56 @@ def test_nothing_secret_is_logged_raised_or_shown(  # noqa: PLR0915 - one flow, 
         if any(secret in text for text in texts)
     ]
     assert not leaks, leaks
+
+
+def test_device_grant_and_id_tokens_leak_nothing(
+    fake: FakeWebex, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in LOGGERS:
+        caplog.set_level(logging.DEBUG, logger=name or None)
+    fake.device.interval = 0.1
+    oauth = WebexOAuth(
+        fake.client_id,
+        fake.client_secret,
+        fake.redirect_uris[0],
+        scopes=("spark:all", "openid", "email", "profile"),
+        base_url=fake.base_url,
+    )
+    secrets_seen: set[str] = {fake.client_secret}
+    shown: list[str] = []
+
+    flow = oauth.device_authorization()
+    secrets_seen.add(flow.device_code)
+    fake.device.approve(flow.user_code)
+    token = oauth.poll_device(flow)
+    assert token.id_token is not None and token.refresh_token is not None
+    secrets_seen |= {token.access_token, token.refresh_token, token.id_token}
+    shown += [repr(flow), str(flow), repr(token), str(token)]
+
+    request = oauth.authorization_request()
+    assert request.nonce is not None
+    secrets_seen |= {request.code_verifier, request.nonce}
+    fake.oidc.break_next_id_token("bad_signature")
+    result = parse_callback_url(fake.approve(request.url), request.state)
+    secrets_seen.add(result.code)
+    with pytest.raises(OAuthError) as refused:
+        oauth.exchange_code(result.code, request)
+    shown += [repr(request), str(refused.value), repr(refused.value)]
+    expired = oauth.device_authorization()
+    secrets_seen.add(expired.device_code)
+    fake.device.expire(expired.user_code)
+    with pytest.raises(OAuthError) as ran_out:
+        oauth.poll_device(expired)
+    shown += [str(ran_out.value), repr(expired)]
+
+    printed = capsys.readouterr()
+    logged = [caplog.text] + [record.getMessage() for record in caplog.records]
+    assert any("device/token" in line for line in logged)  # DEBUG logging really was on
+    haystacks = {"logs": logged, "shown": shown, "stdout/stderr": [printed.out, printed.err]}
+    leaks = [
+        f"{where}: {secret[:6]}..."
+        for where, texts in haystacks.items()
+        for secret in secrets_seen
+        if any(secret in text for text in texts)
+    ]
+    assert not leaks, leaks

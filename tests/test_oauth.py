@@ -107,11 +107,11 @@ def test_code_exchange_labels_the_token_with_the_email(
     assert fake_webex.calls["people_me"] == 1
 
 
-def test_named_account_needs_no_people_call(oauth: WebexOAuth, fake_webex: FakeWebex) -> None:
+def test_named_account_still_records_the_email(oauth: WebexOAuth, fake_webex: FakeWebex) -> None:
     request = oauth.authorization_request()
     result = parse_callback_url(fake_webex.approve(request.url), request.state)
     token = oauth.exchange_code(result.code, request, account="hr-bot")
-    assert token.account == "hr-bot" and fake_webex.calls["people_me"] == 0
+    assert token.account == fake_webex.user and fake_webex.calls["people_me"] == 1
 
 
 def test_swapped_or_altered_request_is_refused_before_any_token_request(

@@ -543,3 +543,69 @@ def test_failures_after_the_checks_get_their_own_status(
     assert b"Sign-in failed" in refused.body and b"503" not in refused.body
     assert "HTTP 503" in caplog.text
     assert site.store.names() == []
+
+
+def test_login_with_webex_gives_the_app_the_verified_identity(
+    site: Site, fake_webex: FakeWebex, serve: Any
+) -> None:
+    site.oauth = WebexOAuth(
+        fake_webex.client_id,
+        fake_webex.client_secret,
+        redirect_uri=site.oauth.redirect_uri,
+        scopes=("spark:all", "openid", "email", "profile"),
+        base_url=fake_webex.base_url,
+    )
+    login = WebexLogin(site.store, site.oauth, secret_key=SECRET_KEY, success_url="/whoami")
+    app = FastAPI()
+    app.include_router(login.api_router())
+
+    @app.get("/whoami")
+    async def whoami(request: Request) -> dict[str, Any]:
+        person = await login.current_identity_async(request)
+        if person is None:
+            raise HTTPException(401, "not signed in")
+        assert login.current_identity(request) == person
+        return person
+
+    serve(app, site.port)
+    fake_webex.user = "frank@example.com"
+    with browser() as person:
+        me = person.get(site.base + "/oauth/webex/login")
+        assert me.status_code == 200, me.text
+        identity = me.json()
+        assert identity["email"] == "frank@example.com" and identity["email_verified"] is True
+        assert identity["account"] == "frank@example.com" and identity["name"]
+        assert identity["iss"] == fake_webex.oidc.issuer and identity["sub"]
+        assert "aud" not in identity and "nonce" not in identity
+        person.get(site.base + "/oauth/webex/logout")
+        assert person.get(site.base + "/whoami").status_code == 401
+
+    fake_webex.user = "mallory@example.com"
+    for fault in ("bad_signature", "wrong_audience", "alg_none"):
+        fake_webex.oidc.break_next_id_token(fault)
+        with browser() as stranger:
+            refused = stranger.get(site.base + "/oauth/webex/login")
+            assert refused.status_code == 400 and "Sign-in failed" in refused.text
+            assert stranger.get(site.base + "/whoami").status_code == 401
+    assert site.store.names() == ["frank@example.com"]
+
+
+def test_without_openid_there_is_no_identity(site: Site, fake_webex: FakeWebex, serve: Any) -> None:
+    login = WebexLogin(site.store, site.oauth, secret_key=SECRET_KEY)
+    app = FastAPI()
+    app.include_router(login.api_router())
+
+    @app.get("/whoami")
+    async def whoami(request: Request) -> dict[str, Any]:
+        return {
+            "account": await login.current_account_async(request),
+            "identity": await login.current_identity_async(request),
+        }
+
+    serve(app, site.port)
+    with browser() as person:
+        assert person.get(site.base + "/oauth/webex/login").status_code == 200
+        assert person.get(site.base + "/whoami").json() == {
+            "account": fake_webex.user,
+            "identity": None,
+        }

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from .bundle import Bundle, read_bundle, write_bundle
     from .callback import CallbackResult, CallbackServer, parse_callback_url
     from .client import WebexClient
+    from .device import DeviceAuthorization
     from .keeper import DirectTokenWarning, Keeper, login_name
     from .migration import MigrationReport, migrate
     from .oauth import AuthorizationRequest, WebexOAuth
@@ -67,6 +68,7 @@ _LAZY = {
     "Bundle": ".bundle",
     "CallbackResult": ".callback",
     "CallbackServer": ".callback",
+    "DeviceAuthorization": ".device",
     "DirectTokenWarning": ".keeper",
     "FernetStore": ".backends.fernet",
     "FileStore": ".backends.file",
@@ -117,6 +119,7 @@ __all__ = [
     "CallbackServer",
     "ConfigError",
     "DecryptionError",
+    "DeviceAuthorization",
     "DeviceCodeExpired",
     "DirectTokenWarning",
     "FernetStore",

@@ -1,10 +1,11 @@
-"""The interactive login on this machine: the browser, the pasted redirect URL, and what
-the person at the keyboard is told.
+"""The interactive login on this machine: the browser, the pasted redirect URL, the device
+code, and what the person at the keyboard is told.
 
 :func:`browser_login` runs the authorization-code flow of a
 :class:`~webex_tokens.oauth.WebexOAuth` through a loopback
 :class:`~webex_tokens.callback.CallbackServer`, with a paste-the-redirect-URL route when
-no browser opens. It never writes to the terminal itself: each thing the person must
+no browser opens; :func:`device_login` runs the device grant, telling the person the code
+to enter on another device. It never writes to the terminal itself: each thing the person must
 know or do is a :class:`Notice` given to the ``notify`` callable, and each line pasted
 back is read through ``prompt``.
 
@@ -41,6 +42,7 @@ __all__ = [
     "NoticeKind",
     "Notify",
     "browser_login",
+    "device_login",
     "login_command",
     "read_line",
     "stderr_notify",
@@ -49,7 +51,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: The kinds of :class:`Notice`.
-NoticeKind = Literal["browser_opened", "open_url", "paste_refused"]
+NoticeKind = Literal["browser_opened", "open_url", "paste_refused", "device_code"]
 
 _PASTE_ATTEMPTS: Final = 5
 _PASTE_HINT: Final = "run the login again and paste the address the browser is sent to"
@@ -67,17 +69,22 @@ class Notice:
         kind: ``"browser_opened"`` (a browser window was opened at :attr:`url`: log in
             there), ``"open_url"`` (no browser opened: open :attr:`url` yourself, then
             paste the address the browser is sent back to, which starts with
-            :attr:`redirect_uri`), or ``"paste_refused"`` (the pasted text was refused;
-            :attr:`message` says why: paste again).
+            :attr:`redirect_uri`), ``"paste_refused"`` (the pasted text was refused;
+            :attr:`message` says why: paste again), or ``"device_code"`` (a device-grant
+            login: open :attr:`url` on any device, a phone say, and enter
+            :attr:`user_code`).
         message: the whole notice as text, in English, possibly over several lines.
-        url: the authorization URL to open, when there is one.
+        url: the authorization URL to open, when there is one (for ``device_code``: the
+            verification page, with the code filled in when Webex offers that).
         redirect_uri: where the browser is sent back to.
+        user_code: the code to enter on the verification page (``device_code`` only).
     """
 
     kind: NoticeKind
     message: str
     url: str | None = None
     redirect_uri: str | None = None
+    user_code: str | None = None
 
     def __str__(self) -> str:
         return self.message
@@ -244,6 +251,54 @@ def browser_login(
         )
     result = outcome.raise_for_error()
     return oauth.exchange_code(result.code, request, account=account)
+
+
+def device_login(
+    oauth: WebexOAuth,
+    *,
+    notify: Notify | None = None,
+    timeout: float = 300,
+    account: str | None = None,
+) -> Token:
+    """Log in with the device grant: no browser or callback on this machine.
+
+    Asks Webex for a device code (:meth:`WebexOAuth.device_authorization
+    <webex_tokens.oauth.WebexOAuth.device_authorization>`), tells the person where to
+    enter the user code with one ``device_code`` :class:`Notice`, and waits for the
+    approval (:meth:`WebexOAuth.poll_device <webex_tokens.oauth.WebexOAuth.poll_device>`).
+    Called by :meth:`WebexOAuth.device_login <webex_tokens.oauth.WebexOAuth.device_login>`.
+
+    Args:
+        oauth: the integration's OAuth client.
+        notify: receives the notice; default :func:`stderr_notify`.
+        timeout: seconds to wait for the approval (at most the code's own lifetime).
+        account: the label when the person's email is not known.
+
+    Raises:
+        DeviceCodeExpired: nobody approved within ``timeout`` or the code's lifetime.
+        AuthorizationDenied: the person declined.
+        IDTokenInvalid: ``openid`` was asked and the ID token failed verification.
+        TokenEndpointError: Webex refused (the integration may not use the device grant:
+            see the redirect URIs it needs in the docs) or kept failing.
+    """
+    tell = _Teller(notify)
+    flow = oauth.device_authorization()
+    minutes = max(1, round(min(timeout, flow.expires_in()) / 60))
+    tell(
+        Notice(
+            "device_code",
+            f"On any device, open {flow.verification_uri} and enter the code {flow.user_code}"
+            + (
+                f"\n  or open: {flow.verification_uri_complete}"
+                if flow.verification_uri_complete
+                else ""
+            )
+            + f"\nWaiting for the approval (up to {minutes} min)...",
+            url=flow.link,
+            user_code=flow.user_code,
+        )
+    )
+    return oauth.poll_device(flow, timeout=timeout, account=account)
 
 
 class _Teller:

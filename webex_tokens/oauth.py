@@ -37,6 +37,7 @@ from .errors import (
     ReauthorizationRequired,
 )
 from .login import login_command
+from .oidc import OpenIDProvider, asks_openid
 from .scrubbing import Scrubber, printable
 from .sessions import SessionPerThread
 from .settings import DEFAULT_BASE_URL, DEFAULT_REDIRECT_URI, DEFAULT_SCOPES
@@ -55,6 +56,7 @@ from .token_endpoint import (
 )
 
 if TYPE_CHECKING:
+    from .device import DeviceAuthorization, DeviceGrant
     from .login import Notify
     from .settings import Settings
 
@@ -86,12 +88,15 @@ class AuthorizationRequest:
         state: the anti-CSRF value the callback must carry back.
         code_verifier: the PKCE secret whose S256 challenge is in ``url``.
         redirect_uri: where Webex sends the browser back with the code.
+        nonce: the OpenID Connect ``nonce`` the ID token must carry back (a request
+            for the ``openid`` scope has one), else None.
     """
 
     url: str
     state: str
     code_verifier: str
     redirect_uri: str
+    nonce: str | None = None
 
     def __repr__(self) -> str:
         return f"AuthorizationRequest(redirect_uri={self.redirect_uri!r})"
@@ -167,6 +172,9 @@ class WebexOAuth:
         self._endpoint = TokenEndpoint(self.base_url, policy, secrets=(self._client_secret,))
         self._sessions = SessionPerThread(self.client_id, self._client_secret, self.base_url)
         self._issued_redirect_uris = {redirect_uri}
+        self._openid = OpenIDProvider(
+            self._endpoint, self._session, base_url=self.base_url, client_id=self.client_id
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> WebexOAuth:
@@ -256,7 +264,10 @@ class WebexOAuth:
                 f"{_MIN_STATE_LENGTH} characters of randomness; make it with "
                 "secrets.token_urlsafe(32), or leave it out"
             )
-        return self._request(redirect_uri or self.redirect_uri, state, secrets.token_urlsafe(48))
+        nonce = secrets.token_urlsafe(24) if asks_openid(self.scopes) else None
+        return self._request(
+            redirect_uri or self.redirect_uri, state, secrets.token_urlsafe(48), nonce=nonce
+        )
 
     def resume_authorization(
         self, state: str, code_verifier: str, *, nonce: str | None = None
@@ -295,7 +306,7 @@ class WebexOAuth:
         )
         self._issued_redirect_uris.add(redirect_uri)
         return AuthorizationRequest(
-            url=url, state=state, code_verifier=verifier, redirect_uri=redirect_uri
+            url=url, state=state, code_verifier=verifier, redirect_uri=redirect_uri, nonce=nonce
         )
 
     def _check_request(self, request: AuthorizationRequest) -> None:
@@ -315,6 +326,8 @@ class WebexOAuth:
             "code_challenge_method": "S256",
             "response_type": "code",
         }
+        if request.nonce is not None or "nonce" in params:
+            expected["nonce"] = request.nonce or ""
         wrong = [
             field
             for field, value in expected.items()
@@ -342,8 +355,9 @@ class WebexOAuth:
         Args:
             code: the code the callback received.
             request: the :class:`AuthorizationRequest` the code answers.
-            account: the label to give the token; by default the email from
-                ``{base_url}/people/me`` (left None if that call fails).
+            account: the label to give the token when the person's email is not known;
+                the email comes from the verified ID token (``openid``) or
+                ``{base_url}/people/me`` (left ``account`` if that call fails).
 
         Raises:
             OAuthError: ``request`` was not made by this integration or was altered.
@@ -351,6 +365,7 @@ class WebexOAuth:
             TokenEndpointError: Webex refused the code (expired or already used:
                 run the login again), the credentials, or kept failing.
             RedirectURIMismatch: Webex refused the redirect URI.
+            IDTokenInvalid: ``openid`` was asked and the ID token failed verification.
         """
         self._check_request(request)
         if not isinstance(code, str) or not code.strip() or len(code) > _MAX_CODE_LENGTH:
@@ -374,14 +389,25 @@ class WebexOAuth:
             url=self.token_url,
             redirect_uri=request.redirect_uri,
         )
-        token = token_from_answer(answer, client_id=self.client_id, account=account)
-        if account is None:
-            try:
-                token = token.replace(account=self.whoami(token))
-            except OAuthError as exc:
-                log.warning("the token is not labelled with an account: %s", exc)
+        token = self._finish(answer, account=account, nonce=request.nonce)
         log.info("authorization code exchanged: token %s for %s", token.fingerprint, token.account)
         return token
+
+    def _finish(
+        self, answer: Mapping[str, Any], *, account: str | None, nonce: str | None
+    ) -> Token:
+        """A login's token: its ID token verified, then labelled with the person's email
+        (from the ID token or ``/people/me``) even when the caller names the account."""
+        token = token_from_answer(answer, client_id=self.client_id, account=account)
+        openid = asks_openid(self.scopes)
+        email = self._openid.login_email(token.id_token, asked=openid, nonce=nonce)
+        if email is None:
+            try:
+                email = self.whoami(token)
+            except OAuthError as exc:
+                level = logging.INFO if account is not None else logging.WARNING
+                log.log(level, "the token is not labelled with the person's email: %s", exc)
+        return token.replace(account=email or account)
 
     def refresh(self, token: Token) -> Token:
         """Get a new access token with ``token``'s refresh token.
@@ -459,6 +485,80 @@ class WebexOAuth:
                 "(or --name) to label the token yourself"
             )
         return email
+
+    # -- OpenID Connect and the device grant ----------------------------------------
+
+    def verify_id_token(self, id_token: str, nonce: str | None = None) -> dict[str, Any]:
+        """The claims of an ID token of this integration once verified: signature, issuer,
+        audience, expiry and, when given, ``nonce`` (:mod:`webex_tokens.oidc`).
+
+        Raises:
+            IDTokenInvalid: a check failed; the message says which.
+            TokenEndpointError: the discovery document or the keys cannot be fetched.
+        """
+        return self._openid.verify(id_token, nonce=nonce)
+
+    def userinfo(self, token: Token) -> dict[str, Any]:
+        """The claims of ``token``'s person (``{base_url}/userinfo``; needs ``openid``).
+
+        Raises:
+            OAuthError: Webex refused the token, or could not be reached.
+        """
+        return self._openid.userinfo(token.access_token)
+
+    def _device_grant(
+        self, clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None
+    ) -> DeviceGrant:
+        from .device import DeviceGrant
+
+        return DeviceGrant(
+            self._endpoint,
+            self._session(),
+            base_url=self.base_url,
+            client_id=self.client_id,
+            client_secret=self._client_secret,
+            clock=clock,
+            sleep=sleep,
+        )
+
+    def device_authorization(self) -> DeviceAuthorization:
+        """Start a device-grant login at ``{base_url}/device/authorize``: the code the
+        person types and where (:meth:`DeviceGrant.authorize
+        <webex_tokens.device.DeviceGrant.authorize>`, which lists what it raises)."""
+        return self._device_grant().authorize(self.scopes)
+
+    def poll_device(
+        self,
+        flow: DeviceAuthorization,
+        *,
+        timeout: float | None = None,
+        account: str | None = None,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> Token:
+        """Wait for the approval of ``flow`` and return the token, labelled as by
+        :meth:`exchange_code` (:meth:`DeviceGrant.poll <webex_tokens.device.DeviceGrant.poll>`
+        polls, with ``timeout``, ``clock`` and ``sleep``).
+
+        Raises:
+            DeviceCodeExpired: the code expired, or ``timeout`` passed, first.
+            AuthorizationDenied: the person declined.
+            IDTokenInvalid: ``openid`` was asked and the ID token failed verification.
+            TokenEndpointError: Webex refused the poll otherwise, or kept failing.
+        """
+        answer = self._device_grant(clock, sleep).poll(flow, timeout)
+        token = self._finish(answer, account=account, nonce=None)
+        log.info("device login approved: token %s for %s", token.fingerprint, token.account)
+        return token
+
+    def device_login(
+        self, notify: Notify | None = None, timeout: float = 300, *, account: str | None = None
+    ) -> Token:
+        """The whole device-grant login, telling the person the code and the link through
+        ``notify`` (:func:`webex_tokens.login.device_login`, which lists what it raises)."""
+        from .login import device_login
+
+        return device_login(self, notify=notify, timeout=timeout, account=account)
 
     def _request_options(self) -> dict[str, Any]:
         return self._endpoint.request_options()

@@ -123,6 +123,9 @@ class RequestKind:
         grant: the OAuth grant it presents (``"refresh_token"``, ``"authorization_code"``),
             or None; an ``invalid_grant`` answer is explained for that grant.
         token_answer: True when a success is a token answer (``access_token``, ...).
+        oauth_errors: True when a refusal (HTTP 4xx, or an ``error`` field) is an OAuth
+            error answer even though a success is no token answer (the device
+            authorization); always so for a token answer.
         resend_when_unknown: whether the same request may be sent again when nobody
             can tell if Webex acted on it (True for idempotent requests only).
         if_unknown: for a request that is not sent again: the sentence saying what
@@ -133,6 +136,7 @@ class RequestKind:
     endpoint: str
     grant: str | None = None
     token_answer: bool = True
+    oauth_errors: bool = False
     resend_when_unknown: bool = False
     if_unknown: str = "Webex may have carried it out, so it was not sent again"
 
@@ -528,7 +532,8 @@ class TokenEndpoint:
                 status=status,
                 delivered=unreadable,
             )
-        if kind.token_answer and (status >= 400 or body.get("error") is not None):
+        refusable = kind.token_answer or kind.oauth_errors
+        if refusable and (status >= 400 or body.get("error") is not None):
             raise self._error_for(kind, status, body, scrub, redirect_uri)
         if not kind.token_answer:
             return body

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import IO, TYPE_CHECKING, Final
 
 from ..errors import DecryptionError, InvalidToken, StoreCorrupted
 from ..registry import is_store_url, open_store
@@ -26,7 +27,7 @@ from ..token import Token
 
 if TYPE_CHECKING:
     from ..keeper import Keeper
-    from ..login import Notice
+    from ..login import Notice, Notify
     from ..migration import MigrationReport
     from ..oauth import WebexOAuth
     from ..refresh import Expiries
@@ -40,6 +41,7 @@ __all__ = [
     "check_name",
     "configured_stores",
     "default_origin",
+    "device_login",
     "expires_within",
     "expiry_times",
     "interactive_login",
@@ -54,6 +56,7 @@ __all__ = [
     "oauth_from_settings",
     "open_existing",
     "open_for_writing",
+    "qr_code",
     "redact_url",
     "resolve_store_url",
     "scan_store",
@@ -310,12 +313,47 @@ def check_name(name: str) -> None:
 
 
 def _tell_on_stderr(notice: Notice) -> None:
-    """What the login tells a human, on stderr; a prompt follows when a paste is read."""
+    """What the login tells a human, on stderr; a prompt follows when a paste is read,
+    and a device code's link is also drawn as a QR code when stderr is a terminal."""
     import click
 
     click.echo(str(notice), err=True)
     if notice.expects_paste:
         click.echo("Redirect URL: ", err=True, nl=False)
+    if notice.kind == "device_code" and notice.url and _is_terminal(sys.stderr):
+        click.echo(qr_code(notice.url), err=True)
+
+
+def _is_terminal(stream: IO[str] | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError):  # closed or detached
+        return False
+
+
+def qr_code(text: str) -> str:
+    """``text`` as a QR code drawn with block characters, for a terminal (segno)."""
+    import io
+
+    import segno
+
+    drawn = io.StringIO()
+    segno.make(text, error="m").terminal(out=drawn, compact=True, border=2)
+    return drawn.getvalue().rstrip("\n")
+
+
+def device_login(
+    keeper: Keeper, *, timeout: float, account: str | None = None, notify: Notify | None = None
+) -> tuple[str, Token]:
+    """Run the device-grant login (:func:`webex_tokens.login.device_login`) and save the
+    token under the one naming rule (:meth:`Keeper.save_login
+    <webex_tokens.keeper.Keeper.save_login>`); return the name and the token.
+
+    ``notify`` None: the code and the link on stderr, with a QR code on a terminal.
+    """
+    keeper.refuse_direct("log in")
+    token = keeper.oauth.device_login(notify or _tell_on_stderr, timeout, account=account)
+    return keeper.save_login(token, name=account), token
 
 
 def interactive_login(

@@ -37,37 +37,57 @@ __all__ = ["login", "refresh", "token"]
 @click.option("--no-browser", is_flag=True, help="Print the URL and read the redirect URL back.")
 @click.option("--port", type=click.IntRange(1, 65535), help="Callback port (default: the URI's).")
 @click.option(
+    "--device",
+    is_flag=True,
+    help="Log in with a code entered on another device (no browser or callback here).",
+)
+@click.option(
     "--timeout",
     type=click.FloatRange(min=1),
     default=300.0,
     show_default=True,
-    help="Seconds to wait for the browser to come back.",
+    help="Seconds to wait for the browser to come back (or the device code's approval).",
 )
 @click.pass_context
 def login(
-    ctx: click.Context, name: str | None, no_browser: bool, port: int | None, timeout: float
+    ctx: click.Context,
+    *,
+    name: str | None,
+    no_browser: bool,
+    port: int | None,
+    device: bool,
+    timeout: float,
 ) -> None:
     """Log in to Webex in the browser and save the token.
 
     The integration comes from WEBEX_CLIENT_ID, WEBEX_CLIENT_SECRET, WEBEX_REDIRECT_URI,
     WEBEX_SCOPES and WEBEX_BASE_URL (environment, .env or the settings file). The code
     comes back to a loopback server on the redirect URI's port, or, with --no-browser,
-    from the redirect URL pasted in.
+    from the redirect URL pasted in. With --device (headless machines, SSH sessions,
+    containers) the user code and its link are shown, with a QR code on a terminal, to
+    approve on any other device; the integration must register Webex's device-callback
+    redirect URIs (see the OAuth guide).
     """
     import webbrowser
 
+    if device and (no_browser or port is not None):
+        raise click.UsageError("--device takes neither --no-browser nor --port")
     current = state(ctx)
     if name is not None:
         engine.check_name(name)
     oauth = engine.oauth_from_settings(current.settings())
     with current.open_for_writing() as store:
-        label, token = engine.interactive_login(
-            engine.keeper(store, current.settings(), oauth),
-            open_browser=None if no_browser else webbrowser.open,
-            timeout=timeout,
-            account=name,
-            port=port,
-        )
+        accounts = engine.keeper(store, current.settings(), oauth)
+        if device:
+            label, token = engine.device_login(accounts, timeout=timeout, account=name)
+        else:
+            label, token = engine.interactive_login(
+                accounts,
+                open_browser=None if no_browser else webbrowser.open,
+                timeout=timeout,
+                account=name,
+                port=port,
+            )
         who = safe(token.account or label)
         where = engine.redact_url(store.url)
         click.echo(f"Logged in as {who}; token saved to {where} as {safe(label)}")

@@ -31,6 +31,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from typing import Any, Final, Literal, TypeGuard
 
 from cryptography.exceptions import InvalidTag
@@ -38,7 +39,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["MAX_COOKIE_LENGTH", "Cookie", "CookieSealer", "LoginTicket", "SessionTicket"]
+__all__ = [
+    "IDENTITY_CLAIMS",
+    "MAX_COOKIE_LENGTH",
+    "Cookie",
+    "CookieSealer",
+    "LoginTicket",
+    "SessionTicket",
+    "identity_of",
+]
 
 #: The longest cookie value opened; longer ones are refused unread (browsers keep at most
 #: about 4 KB per cookie; a login cookie is under 300 characters).
@@ -176,15 +185,21 @@ class SessionTicket:
         account: the account name the token is stored under.
         session: the session's id (the login's; ``/logout`` ends it by this id).
         issued: when the session began, seconds since the epoch.
+        identity: the person's claims from the login's verified ID token (``sub``,
+            ``email``, ``name``...; :data:`IDENTITY_CLAIMS`), when ``openid`` was asked.
     """
 
     account: str
     session: str
     issued: float
+    identity: dict[str, Any] | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON object to seal."""
-        return {"a": self.account, "i": self.session, "t": self.issued}
+        payload: dict[str, Any] = {"a": self.account, "i": self.session, "t": self.issued}
+        if self.identity is not None:
+            payload["o"] = self.identity
+        return payload
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any] | None) -> SessionTicket | None:
@@ -194,7 +209,27 @@ class SessionTicket:
         account, session, issued = payload.get("a"), payload.get("i"), payload.get("t")
         if not (_text(account) and _text(session) and _time(issued)):
             return None
-        return cls(account, session, issued)
+        identity = payload.get("o")
+        if identity is not None and not isinstance(identity, dict):
+            return None
+        return cls(account, session, issued, identity)
+
+
+#: The claims of a verified ID token an account cookie keeps (the person, not the token).
+IDENTITY_CLAIMS = (
+    "sub",
+    "email",
+    "email_verified",
+    "name",
+    "given_name",
+    "family_name",
+    "iss",
+)
+
+
+def identity_of(claims: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`IDENTITY_CLAIMS` of verified ID-token claims."""
+    return {name: claims[name] for name in IDENTITY_CLAIMS if name in claims}
 
 
 def _text(value: object) -> TypeGuard[str]:

@@ -85,6 +85,12 @@ class WebexLogin:
         store once)."""
         return self.flow.current_account(flask.request.cookies)
 
+    def current_identity(self) -> dict[str, Any] | None:
+        """The verified identity of who signed in with the current request's browser
+        ("Login with Webex": the ID token's claims and ``account``), or None (see
+        :meth:`~webex_tokens.web.flow.LoginFlow.current_identity`)."""
+        return self.flow.current_identity(flask.request.cookies)
+
     def _login(self) -> flask.Response:
         return _response(self.flow.login(flask.request.cookies))
 

@@ -39,7 +39,7 @@ import secrets
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Final
+from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from ..callback import PAGE_HEADERS, handle_callback_query, render_page
@@ -48,7 +48,7 @@ from ..keeper import login_name
 from ..oauth import AuthorizationRequest, WebexOAuth
 from ..store import TokenStore
 from ..token import Token
-from .cookies import Cookie, CookieSealer, LoginTicket, SessionTicket
+from .cookies import Cookie, CookieSealer, LoginTicket, SessionTicket, identity_of
 from .failures import describe_failure
 from .pending import PendingLogins
 from .request_logs import redact_request_logs
@@ -101,6 +101,8 @@ class WebResponse:
         headers: headers to send, ``Location`` included for a redirect.
         cookies: cookies to set or clear.
         account: the account a successful callback stored the token under.
+        identity: the verified identity of the person a successful OpenID Connect
+            callback signed in (claims ``sub``, ``email``, ``name``...), else None.
     """
 
     status: int
@@ -108,6 +110,7 @@ class WebResponse:
     headers: tuple[tuple[str, str], ...]
     cookies: tuple[Cookie, ...] = ()
     account: str | None = None
+    identity: Mapping[str, Any] | None = None
 
 
 class LoginFlow:
@@ -341,8 +344,11 @@ class LoginFlow:
             log.info("callback refused: %s", outcome.error)
             return WebResponse(outcome.status, outcome.page, PAGE_HEADERS, (used,))
         assert outcome.result is not None
+        identity = None
         try:
             token = self.oauth.exchange_code(outcome.result.code, request)
+            if token.id_token is not None:  # verified by the exchange: read its claims
+                identity = identity_of(self.oauth.verify_id_token(token.id_token))
             name = login_name(
                 token,
                 requested=account_name(token) if account_name is not None else None,
@@ -357,7 +363,7 @@ class LoginFlow:
             page = self._page(500, "Sign-in failed", "The token could not be stored.")
             return dataclasses.replace(page, cookies=(used,))
         log.info("logged in %r: token %s stored", name, token.fingerprint)
-        session = SessionTicket(name, login.session, int(self._clock()))
+        session = SessionTicket(name, login.session, int(self._clock()), identity)
         signed_in = Cookie(
             self.account_cookie,
             self._account_sealer.seal(session.to_payload()),
@@ -368,12 +374,12 @@ class LoginFlow:
         cookies_out = (used, signed_in)
         if self.success_url:
             headers = (("Location", self.success_url), ("Cache-Control", "no-store"))
-            return WebResponse(303, b"", headers, cookies_out, account=name)
+            return WebResponse(303, b"", headers, cookies_out, account=name, identity=identity)
         done = render_page(
             "Webex sign-in complete",
             f"You are signed in as {name}. You can close this tab and return to the app.",
         )
-        return WebResponse(200, done, PAGE_HEADERS, cookies_out, account=name)
+        return WebResponse(200, done, PAGE_HEADERS, cookies_out, account=name, identity=identity)
 
     def logout(self, cookies: Cookies = None) -> WebResponse:
         """``GET {prefix}/logout``: end the browser's session everywhere (the token stays).
@@ -418,6 +424,22 @@ class LoginFlow:
         """``GET /health``: ``{"status": "ok"}``."""
         headers = (("Content-Type", "application/json"), ("Cache-Control", "no-store"))
         return WebResponse(200, b'{"status": "ok"}', headers)
+
+    def current_identity(self, cookies: Cookies) -> dict[str, Any] | None:
+        """Who the browser signed in as, verified ("Login with Webex"): the claims of the
+        login's ID token (``sub``, ``email``, ``name``, ``given_name``, ``family_name``,
+        ``email_verified``, ``iss``, as the scopes allowed) and ``account``, the name
+        the token is stored under. None when :meth:`current_account` is None, or when the
+        login asked for no ``openid`` scope. Blocking: one read of the session store.
+
+        Args:
+            cookies: the request's cookies; or the value of the account cookie alone.
+        """
+        value = cookies.get(self.account_cookie) if isinstance(cookies, Mapping) else cookies
+        session = self._open_session(value)
+        if session is None or session.identity is None or self.current_account(cookies) is None:
+            return None
+        return {**session.identity, "account": session.account}
 
     def current_account(self, cookies: Cookies) -> str | None:
         """The account the browser signed in as, or None.

@@ -114,6 +114,17 @@ class WebexLogin:
         """:meth:`current_account`, reading the session store in a worker thread."""
         return await asyncio.to_thread(self.flow.current_account, dict(request.cookies))
 
+    def current_identity(self, request: Request) -> dict[str, Any] | None:
+        """The verified identity of who signed in ("Login with Webex": the ID token's
+        claims and ``account``), or None (see
+        :meth:`~webex_tokens.web.flow.LoginFlow.current_identity`). Blocking like
+        :meth:`current_account`; prefer :meth:`current_identity_async`."""
+        return self.flow.current_identity(request.cookies)
+
+    async def current_identity_async(self, request: Request) -> dict[str, Any] | None:
+        """:meth:`current_identity`, reading the session store in a worker thread."""
+        return await asyncio.to_thread(self.flow.current_identity, dict(request.cookies))
+
     async def _login(self, request: Request) -> Response:
         return _response(self.flow.login(request.cookies))
 
