@@ -236,9 +236,10 @@ class HostNetwork:
             _run(*inside, "link", "set", "eth0", "up")
             _run(*inside, "link", "set", "lo", "up")
 
-    def expose(self, port: int, target: int | None = None) -> int:
-        """Forward ``GATEWAY:port`` to ``127.0.0.1:target`` (default: the same port);
-        returns ``port`` once the forwarder accepts connections.
+    def expose(self, port: int, target: int | None = None, target_host: str = "127.0.0.1") -> int:
+        """Forward ``GATEWAY:port`` to ``target_host:target`` (default: the same port on
+        127.0.0.1); returns ``port`` once the forwarder accepts connections. With a
+        host's address as ``target_host`` it fronts a server running on that host.
 
         Raises:
             HostNetworkError: the forwarder did not start.
@@ -249,7 +250,7 @@ class HostNetwork:
             [
                 shutil.which("socat") or "socat",
                 f"TCP-LISTEN:{port},bind={self.gateway},reuseaddr,fork",
-                f"TCP:127.0.0.1:{target}",
+                f"TCP:{target_host}:{target}",
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
