@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 #: Where each network's state file lives (one JSON file per tag).
-STATE_DIR: Final = Path(os.environ.get("WEBEX_TOKENS_HOSTS_STATE", "/run/webex-tokens-hosts"))
+STATE_DIR: Final = Path("/run/webex-tokens-hosts")
 #: The second octet of the subnets used: 10.200.0.0 to 10.249.255.0.
 _FIRST_OCTET: Final = 200
 _OCTETS: Final = 50
