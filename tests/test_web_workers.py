@@ -78,7 +78,9 @@ def serve_worker(config: dict[str, Any]) -> None:
 
         app.add_route("/me", me)
 
-        uvicorn.run(app, host="127.0.0.1", port=config["port"], log_level="warning")
+        uvicorn.run(
+            app, host=config.get("host", "127.0.0.1"), port=config["port"], log_level="warning"
+        )
     else:
         import flask
         from werkzeug.serving import make_server
@@ -96,7 +98,8 @@ def serve_worker(config: dict[str, Any]) -> None:
                 return {"error": "not signed in"}, 401
             return {"account": account}
 
-        make_server("127.0.0.1", config["port"], flask_app, threaded=True).serve_forever()
+        host = config.get("host", "127.0.0.1")
+        make_server(host, config["port"], flask_app, threaded=True).serve_forever()
 
 
 # -- the two workers -----------------------------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hosts_driver import host_network  # noqa: F401 - the multi-host suites' fixture
 from shared_stores import purge_keyring
 from sql_tables import drop_table
 from stress_profile import PROFILE, RECORDS

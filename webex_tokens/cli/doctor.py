@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +201,56 @@ def _check_store(current: State, url: str) -> Iterator[_Finding]:
             yield from _check_permissions(facts.path)
         if facts.keyring_backend is not None:
             yield _Finding("ok", f"keyring backend: {facts.keyring_backend}")
+        yield from _check_engine(facts.engine)
+
+
+def _check_engine(store: TokenStore) -> Iterator[_Finding]:
+    """What only the server of a Redis or Vault store can tell: whether Redis keeps the
+    tokens through a restart, and what the Vault token's policy lacks."""
+    # A store of either kind was opened, so its module is loaded; without the extra
+    # installed neither module can be imported, and no store is of their kinds.
+    redis = sys.modules.get("webex_tokens.backends.redis")
+    vault = sys.modules.get("webex_tokens.backends.vault")
+    if redis is not None and isinstance(store, redis.RedisStore):
+        try:
+            report = store.durability()
+        except WebexTokensError as exc:
+            yield _Finding("problem", f"cannot check persistence: {exc}")
+            return
+        if not report.checked:
+            yield _Finding("warning", str(report.problem))
+        elif report.problem and not (report.rdb or report.aof):
+            yield _Finding("problem", report.problem)
+        elif report.problem:
+            yield _Finding("warning", report.problem)
+        else:
+            kept = " and ".join(
+                what
+                for what, on in (
+                    ("RDB snapshots", report.rdb),
+                    ("the append-only file", report.aof),
+                )
+                if on
+            )
+            yield _Finding(
+                "ok", f"Redis keeps the tokens on disk ({kept}); eviction: {report.eviction}"
+            )
+    elif vault is not None and isinstance(store, vault.VaultStore):
+        missing = store.missing_capabilities()
+        if missing:
+            yield _Finding(
+                "problem",
+                f"the Vault token's policy lacks {', '.join(missing)}: it cannot save or "
+                f"delete tokens; grant at least: {store.minimal_policy()}",
+            )
+        elif not store.capabilities_checked:
+            yield _Finding(
+                "warning",
+                "cannot tell what the Vault token's policy allows (sys/capabilities-self was "
+                f"refused); make sure it grants at least: {store.minimal_policy()}",
+            )
+        else:
+            yield _Finding("ok", "the Vault token's policy allows everything the store does")
 
 
 def _check_records(store: TokenStore) -> Iterator[_Finding]:

@@ -151,6 +151,7 @@ class StoreFacts:
     key_source: str | None  # where the Fernet keys come from; None: not encrypted
     path: Path | None  # the file the tokens are in (file and SQLite stores)
     keyring_backend: str | None  # the keyring in use (keyring stores)
+    engine: TokenStore  # the store under any fernet+ wrapper (what holds the records)
 
 
 def store_facts(store: TokenStore) -> StoreFacts:
@@ -166,6 +167,7 @@ def store_facts(store: TokenStore) -> StoreFacts:
         keyring_backend=None
         if keyring is None
         else str(getattr(keyring, "name", type(keyring).__name__)),
+        engine=base,
     )
 
 

@@ -158,6 +158,7 @@ class VaultStore(BaseStore):
             VaultErrors(self.address, self.url, self.token_source, secret, self.minimal_policy()),
         )
         self._missing: list[str] = []
+        self._capabilities_checked = False
         try:
             self._check_access()
             self._vault_leases = VaultLeases(self)
@@ -282,6 +283,7 @@ class VaultStore(BaseStore):
             )
         except StoreError:
             return []  # the token may not ask: the first use will tell
+        self._capabilities_checked = True
         found = body.get("data") if isinstance(body.get("data"), dict) else body
         granted_data = set(found.get(probe) or [])
         granted_folder = set(found.get(folder) or [])
@@ -315,8 +317,14 @@ class VaultStore(BaseStore):
     def missing_capabilities(self) -> list[str]:
         """What the token's policy lacks for this store, as checked when it opened
         (``"update on secret/data/webex-tokens/*"``); empty when nothing is missing or
-        the token may not ask (``sys/capabilities-self``)."""
+        the token may not ask (``sys/capabilities-self``, see
+        :attr:`capabilities_checked`)."""
         return list(self._missing)
+
+    @property
+    def capabilities_checked(self) -> bool:
+        """True when the server told, on opening, what the token's policy allows here."""
+        return self._capabilities_checked
 
     # -- paths and words --------------------------------------------------------------
 
