@@ -261,12 +261,14 @@ def test_list_shows_every_account_with_expiry_and_status(filled: FileStore) -> N
         "frank@example.com": "due",
     }
     alice = rows["alice@example.com"]
-    assert alice[1] == filled.url
-    assert alice[2] in ("11h 59m", "12h")
-    assert alice[3] in ("89d 23h", "90d")
-    assert alice[4] == "spark:all spark:kms"
-    assert rows["bob@example.com"][2] in ("expired 3m ago", "expired 2m ago")
-    assert rows["erin-bot"][2:4] == ["unknown", "no refresh"]
+    # A bot's token is stored too, so a kind column follows the account.
+    assert alice[1] == "integration" and rows["erin-bot"][1] == "bot"
+    assert alice[2] == filled.url
+    assert alice[3] in ("11h 59m", "12h")
+    assert alice[4] in ("89d 23h", "90d")
+    assert alice[5] == "spark:all spark:kms"
+    assert rows["bob@example.com"][3] in ("expired 3m ago", "expired 2m ago")
+    assert rows["erin-bot"][3:5] == ["unknown", "no refresh"]
     for secret in ("tok-", "refresh-"):
         assert secret not in result.output
 

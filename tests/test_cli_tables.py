@@ -108,6 +108,8 @@ def test_list_on_an_80_column_terminal(machine: dict[str, str], tmp_path: Path) 
     header = next(i for i, line in enumerate(lines) if line.startswith("account "))
     rows = {line.split()[0]: line for line in lines[header + 1 :] if line and line[0] != " "}
     assert rows["dave@example.com"].split()[1:4] == ["3y", "ago", "2y"]
+    # A bot's token says so under its name (plain output has a kind column instead).
+    assert lines[lines.index(rows["erin-bot"]) + 1] == "[bot]"
     assert rows["dave@example.com"].endswith("log in again")
     assert rows["alice@example.com"].endswith("ok")
     # The long name folds onto the next lines of its column, whole.

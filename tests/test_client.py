@@ -310,7 +310,7 @@ def test_direct_token_warns_and_never_refreshes(
     assert client.access_token == "direct-token-value"
     with pytest.raises(ConfigError, match="unset WEBEX_ACCESS_TOKEN"):
         client.refresh_access_token()
-    assert sum(fake_webex.calls.values()) == 0
+    assert dict(fake_webex.calls) == {"people_me": 1}  # what kind of token: never a refresh
     assert "direct-token-value" not in repr(client)
 
 

@@ -171,7 +171,12 @@ def test_configuration_reference_lists_every_variable() -> None:
 
 def test_configuration_reference_lists_every_settings_key() -> None:
     page = (DOCS / "configuration.md").read_text(encoding="utf-8")
-    keys = (*settings._TOP_KEYS, *settings._STORE_KEYS, *settings._INTEGRATION_KEYS)
+    keys = (
+        *settings._TOP_KEYS,
+        *settings._STORE_KEYS,
+        *settings._INTEGRATION_KEYS,
+        *settings._NAMED_INTEGRATION_KEYS,
+    )
     for key in keys:
         assert f"| `{key}` |" in page, key
 

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from .migration import MigrationReport, migrate
     from .oauth import AuthorizationRequest, WebexOAuth
     from .refresh import ensure_fresh
+    from .service_apps import ServiceApp
     from .settings import Settings, load_settings
 
 __version__ = "0.2.0.dev0"
@@ -78,6 +79,7 @@ _LAZY = {
     "MigrationReport": ".migration",
     "RedisStore": ".backends.redis",
     "SQLStore": ".backends.sql",
+    "ServiceApp": ".service_apps",
     "Settings": ".settings",
     "VaultStore": ".backends.vault",
     "WebexClient": ".client",
@@ -140,6 +142,7 @@ __all__ = [
     "RedirectURIMismatch",
     "RedisStore",
     "SQLStore",
+    "ServiceApp",
     "Settings",
     "StoreCorrupted",
     "StoreError",

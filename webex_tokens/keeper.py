@@ -30,7 +30,6 @@ The keeper is synchronous and thread-safe. It never prints; it warns (``warnings
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 import warnings
@@ -38,18 +37,18 @@ import webbrowser
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from .errors import ConfigError, ReauthorizationRequired, WebexTokensError
 from .journal import RescueJournal, default_journal
-from .refresh import DEFAULT_LEEWAY, ensure_fresh, expiries, is_due
+from .refresh import DEFAULT_LEEWAY, ensure_fresh, is_due, serve_until
 from .settings import DEFAULT_ACCOUNT, StoreChoice
 from .store import TokenStore, redact_url, validate_name
 from .token import Token
 
 if TYPE_CHECKING:
+    from .credentials import Credentials
     from .login import Notify
     from .oauth import WebexOAuth
     from .settings import Settings
@@ -66,11 +65,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_DIRECT_MODE_WARNING: Final = (
-    "Using direct access token (no refresh support): WEBEX_ACCESS_TOKEN is set, and direct "
-    "tokens expire after 12 hours; for long-term use, switch to OAuth2 with "
-    "WEBEX_CLIENT_ID/SECRET (and unset WEBEX_ACCESS_TOKEN)"
-)
 # Warnings point at the code that built the client: warn() <- Keeper() <- Client() <- caller.
 _CALLER: Final = 3
 
@@ -170,18 +164,6 @@ def _same(a: Token, b: Token) -> bool:
     return a.access_token == b.access_token
 
 
-def _deadline(token: Token, leeway: float) -> float:
-    """When the cached ``token`` stops being served (:func:`is_due` turns true), in
-    :func:`time.time` seconds; a dead refresh token counts no more (it cannot renew)."""
-    when = expiries(token)
-    now = datetime.now(timezone.utc)
-    times = [when.access_at]
-    if when.refresh_at is not None and when.refresh_at > now:
-        times.append(when.refresh_at)
-    known = [moment.timestamp() for moment in times if moment is not None]
-    return min(known) - leeway if known else math.inf
-
-
 class Keeper:
     """The account engine over one store (see the module's documentation).
 
@@ -226,6 +208,7 @@ class Keeper:
         self._settings = settings
         self._oauth = oauth
         self._oauth_lock = threading.Lock()
+        self._credentials: Credentials | None = None
         self._leeway = float(leeway)
         self._journal = journal if journal is not None else default_journal()
         self._hooks = (self._journal, *hooks)
@@ -234,10 +217,10 @@ class Keeper:
         self._direct: Token | None = None
         integration = settings.integration
         if direct_token and integration.access_token and store is None and oauth is None:
+            from .credentials import direct_token_warning
+
             self._direct = Token(access_token=integration.access_token)
-            message = _DIRECT_MODE_WARNING + (
-                " (WEBEX_CLIENT_ID is ignored meanwhile)" if integration.client_id else ""
-            )
+            message = direct_token_warning(integration)
             log.warning("%s", message)
             warnings.warn(message, DirectTokenWarning, stacklevel=_CALLER)
         self._choice: StoreChoice | None = None
@@ -286,6 +269,16 @@ class Keeper:
 
                 self._oauth = WebexOAuth.from_settings(self._settings)
             return self._oauth
+
+    @property
+    def credentials(self) -> Credentials:
+        """What renews each token (:class:`~webex_tokens.credentials.Credentials`)."""
+        with self._oauth_lock:
+            if self._credentials is None:
+                from .credentials import Credentials
+
+                self._credentials = Credentials(self._settings, lambda: self.oauth, self.current)
+            return self._credentials
 
     @property
     def base_url(self) -> str:
@@ -364,7 +357,7 @@ class Keeper:
 
     def remember(self, name: str, token: Token) -> Token:
         """Cache ``token`` as the current token of ``name`` until it is due."""
-        self.slot(name).entry = (token, _deadline(token, self._leeway))
+        self.slot(name).entry = (token, serve_until(token, self._leeway))
         return token
 
     def forget(self, name: str | None = None) -> None:
@@ -421,8 +414,8 @@ class Keeper:
             if stored is None:
                 raise self.missing(name)
             if is_due(stored, self._leeway):
-                stored = self._ensure_fresh(name, seen=stored)
-            slot.entry = (stored, _deadline(stored, self._leeway))
+                stored = self._ensure_fresh(name, force=False, seen=stored)
+            slot.entry = (stored, serve_until(stored, self._leeway))
             return stored
 
     def stored(self, name: str) -> Token | None:
@@ -463,19 +456,22 @@ class Keeper:
                 seen = slot.entry[0]
             self.prepare(name)
             token = self._ensure_fresh(name, force=True, seen=seen)
-            slot.entry = (token, _deadline(token, self._leeway))
+            slot.entry = (token, serve_until(token, self._leeway))
             return token
 
-    def _ensure_fresh(self, name: str, *, force: bool = False, seen: Token | None) -> Token:
-        return ensure_fresh(
+    def _ensure_fresh(self, name: str, *, force: bool, seen: Token | None) -> Token:
+        how = self.credentials
+        fresh = ensure_fresh(
             self._store,
             name,
-            self.oauth,
+            how,
             force=force,
             leeway=self._leeway,
             seen=seen,
+            reobtain=how.reobtain,
             journal=self._journal,
         )
+        return fresh
 
     def token_for(self, name: str, refused: Token | None = None) -> Token:
         """The current token of ``name``, or, with ``refused`` (a token Webex answered

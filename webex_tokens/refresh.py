@@ -28,16 +28,15 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import math
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Final
+from typing import Final, Protocol
 
 from .errors import ReauthorizationRequired, StoreError, TokenEndpointError
 from .journal import JournalEntry, RescueJournal, default_journal
 from .store import TokenStore, redact_url
 from .token import Token
-
-if TYPE_CHECKING:
-    from .oauth import WebexOAuth
 
 __all__ = [
     "ACCESS_TOKEN_LIFETIME",
@@ -47,6 +46,7 @@ __all__ = [
     "Action",
     "Decision",
     "Expiries",
+    "Refresher",
     "decide",
     "decide_after_refusal",
     "ensure_fresh",
@@ -54,6 +54,8 @@ __all__ = [
     "is_due",
     "merge_refreshed",
     "reauthorization_required",
+    "renewal",
+    "serve_until",
     "token_status",
     "unanswered_refresh",
 ]
@@ -68,6 +70,27 @@ REFRESH_DUE_WINDOW: Final = 7 * 86400.0
 ACCESS_TOKEN_LIFETIME: Final = timedelta(days=14)
 #: How long Webex says an integration's refresh token lasts unused (developer.webex.com).
 REFRESH_TOKEN_LIFETIME: Final = timedelta(days=90)
+
+
+#: Where Webex developers find their apps, bots and personal access tokens.
+DEVELOPER_PORTAL: Final = "https://developer.webex.com"
+#: The kinds of token that nothing can refresh: a bot's (it does not expire) and a
+#: personal access token (it lasts 12 hours); a person stores a new one.
+UNREFRESHABLE: Final = {"bot": "a bot's token", "personal": "a personal access token"}
+
+
+class Refresher(Protocol):
+    """What renews a token: :class:`~webex_tokens.oauth.WebexOAuth` for one integration,
+    :class:`~webex_tokens.credentials.Credentials` for every kind and integration."""
+
+    def refresh(self, token: Token) -> Token:
+        """A new token for ``token``'s refresh token.
+
+        Raises:
+            ReauthorizationRequired: Webex refused the refresh token.
+            TokenEndpointError: the refresh failed for another reason.
+        """
+        ...
 
 
 class Action(enum.Enum):
@@ -161,6 +184,19 @@ def is_due(token: Token, within: float, now: datetime | None = None) -> bool:
     )
 
 
+def serve_until(token: Token, leeway: float) -> float:
+    """When a cached ``token`` stops being served because :func:`is_due` turns true
+    within ``leeway``, in :func:`time.time` seconds (infinity: never); a dead refresh
+    token counts no more (it cannot renew anything)."""
+    when = expiries(token)
+    now = datetime.now(timezone.utc)
+    times = [when.access_at]
+    if when.refresh_at is not None and when.refresh_at > now:
+        times.append(when.refresh_at)
+    known = [moment.timestamp() for moment in times if moment is not None]
+    return min(known) - leeway if known else math.inf
+
+
 def token_status(
     token: Token,
     leeway: float = DEFAULT_LEEWAY,
@@ -186,7 +222,9 @@ def token_status(
         ``"refresh expired"`` (only a new login helps), ``"due"`` (the access token
         expires within ``leeway`` or the refresh token within ``refresh_window``),
         ``"unknown"`` (no expiry is recorded or can be estimated, and it is not a bot's
-        token, which never expires) or ``"ok"``.
+        token, which never expires) or ``"ok"``. A personal access token, which
+        nothing can renew, is ``"due"`` as soon as it expires within ``refresh_window``
+        (so always: it lasts 12 hours).
     """
     if refused and token.refresh_token is not None:
         return "refused"
@@ -199,7 +237,7 @@ def token_status(
         return "refresh expired" if refresh_dead else "expired"
     if refresh_dead and token.refresh_token is not None:
         return "refresh expired"
-    if left is not None and left <= leeway:
+    if left is not None and left <= (refresh_window if token.kind == "personal" else leeway):
         return "due"
     if refresh_left is not None and refresh_left <= refresh_window:
         return "due"
@@ -233,6 +271,8 @@ def decide(
     if current is None:
         return Decision(Action.REAUTHORIZE, "no token is stored")
     due = is_due(current, leeway, now)
+    if current.kind in UNREFRESHABLE and (force or _access_due(current, leeway, now)):
+        return Decision(Action.REAUTHORIZE, f"{UNREFRESHABLE[current.kind]} cannot be refreshed")
     if seen is not None and not _same(current, seen) and not due:
         return Decision(Action.ADOPT, "another process refreshed it already")
     if not force and not due:
@@ -308,16 +348,43 @@ def merge_refreshed(old: Token, new: Token) -> Token:
     return new.replace(**kept) if kept else new
 
 
-def reauthorization_required(
-    name: str, reason: str, store_url: str | None = None
-) -> ReauthorizationRequired:
-    """The error that tells the user to log ``name`` in again, with the exact command."""
+def renewal(name: str, token: Token | None) -> str:
+    """What renews the account ``name`` once its token can no longer be refreshed: the
+    end of the sentence of a :class:`~webex_tokens.errors.ReauthorizationRequired`."""
     from .login import login_command
 
+    kind = token.kind if token is not None else "integration"
+    if kind == "bot":
+        return (
+            "store it again: a bot's token does not expire, so if Webex refused it, "
+            f"regenerate it at {DEVELOPER_PORTAL}/my-apps and run: "
+            f"webex-tokens add {name} --kind bot"
+        )
+    if kind == "personal":
+        return (
+            "store a new one: copy a new personal access token from "
+            f"{DEVELOPER_PORTAL}/docs/getting-started and run: "
+            f"webex-tokens add {name} --kind personal"
+        )
+    if kind == "service_app":
+        org = token.org_id if token is not None and token.org_id else "ORG_ID"
+        return (
+            "a new pair must be obtained: name the Service App's manager (manager = ...) in "
+            f"its [integrations.NAME], or run: webex-tokens service-app add {org} --app NAME "
+            f"--name {name}"
+        )
+    return f"the account must log in again: {login_command(name)}"
+
+
+def reauthorization_required(
+    name: str, reason: str, store_url: str | None = None, token: Token | None = None
+) -> ReauthorizationRequired:
+    """The error that tells the user how to renew ``name`` (for ``token``'s kind: log in
+    again, store a new bot or personal token, obtain a new Service App pair), with the
+    exact command."""
     where = f" in {redact_url(store_url)}" if store_url else ""
     return ReauthorizationRequired(
-        f"the token of {name!r}{where} cannot be refreshed ({reason}), so the account must "
-        f"log in again: {login_command(name)}",
+        f"the token of {name!r}{where} cannot be refreshed ({reason}), so {renewal(name, token)}",
         account=name,
     )
 
@@ -367,15 +434,16 @@ def _after_failed_write(
     return current
 
 
-def ensure_fresh(
+def ensure_fresh(  # noqa: PLR0915
     store: TokenStore,
     name: str,
-    oauth: WebexOAuth,
+    oauth: Refresher,
     *,
     force: bool = False,
     leeway: float = DEFAULT_LEEWAY,
     seen: Token | None = None,
     journal: RescueJournal | None = None,
+    reobtain: Callable[[Token], Token | None] | None = None,
 ) -> Token:
     """Return a valid token for ``name``, refreshing it single-flight when it is due.
 
@@ -391,12 +459,17 @@ def ensure_fresh(
     Args:
         store: where the token lives.
         name: the account.
-        oauth: the integration's OAuth client.
+        oauth: what refreshes the token: the integration's OAuth client, or the
+            engine's :class:`~webex_tokens.credentials.Credentials`.
         force: refresh even if the token is not due (unless it differs from ``seen``).
         leeway: seconds before expiry from which the token is due.
         seen: the token the caller already holds; if the store holds another one that
             is not due, it is used without a refresh.
         journal: the rescue journal (default: the user's, :func:`default_journal`).
+        reobtain: called, still under the lock, with a token whose refresh Webex
+            refused; the token it returns (a Service App's new pair) is stored instead,
+            so that many processes make one. None (or its None) leaves the refusal as
+            it is.
 
     Raises:
         ReauthorizationRequired: no token is stored, it has no usable refresh token, or
@@ -424,13 +497,16 @@ def ensure_fresh(
         decision = decide(current, force=force, leeway=leeway, seen=seen)
         decisions.append(decision)
         if decision.action is Action.REAUTHORIZE:
-            raise reauthorization_required(name, decision.reason, store.url)
+            raise reauthorization_required(name, decision.reason, store.url, current)
         assert current is not None
         if decision.action is Action.ADOPT:
             return current  # the same object: the store writes nothing
         try:
             fresh = oauth.refresh(current)
         except ReauthorizationRequired:
+            replacement = reobtain(current) if reobtain is not None else None
+            if replacement is not None:
+                return replacement
             refused.append(current)
             return current
         except TokenEndpointError as exc:
@@ -468,7 +544,7 @@ def ensure_fresh(
         log.info("refresh of %r refused by Webex: %s", name, decision.reason)
         if decision.action is Action.ADOPT and current is not None:
             return current
-        raise reauthorization_required(name, decision.reason, store.url)
+        raise reauthorization_required(name, decision.reason, store.url, refused[0])
     assert result is not None
     log.debug("token of %r: %s (%s)", name, decisions[-1].action.value, decisions[-1].reason)
     return result

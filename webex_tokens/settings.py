@@ -53,14 +53,26 @@ from urllib.parse import quote
 
 import platformdirs
 
+from .environment import Environment as _Environment
 from .errors import ConfigError, InvalidName
+from .integrations import (
+    DEFAULT_BASE_URL,
+    DEFAULT_REDIRECT_URI,
+    DEFAULT_SCOPES,
+    Integrations,
+    IntegrationSettings,
+    default_integration,
+    named_integration,
+)
 from .settings_file import (
     INTEGRATION_KEYS,
+    NAMED_INTEGRATION_KEYS,
     SETTINGS_FILE_NAME,
     STORE_KEYS,
     TOP_KEYS,
     Problems,
     check_integration_table,
+    check_named_integration,
     check_store_table,
     read_toml,
     shown_url,
@@ -78,6 +90,7 @@ __all__ = [
     "STORE_ENV",
     "TOKEN_FILE_ENV",
     "IntegrationSettings",
+    "Integrations",
     "Settings",
     "StoreChoice",
     "StoreSettings",
@@ -87,10 +100,6 @@ __all__ = [
     "load_settings",
     "user_settings_path",
 ]
-
-DEFAULT_REDIRECT_URI = "http://localhost:8000/oauth/webex/callback"
-DEFAULT_SCOPES = ("spark:all",)
-DEFAULT_BASE_URL = "https://webexapis.com/v1"
 
 #: The variable naming the settings file.
 CONFIG_ENV: Final = "WEBEX_TOKENS_CONFIG"
@@ -109,115 +118,8 @@ _APP: Final = "webex-tokens"
 _TOP_KEYS: Final = TOP_KEYS
 _STORE_KEYS: Final = STORE_KEYS
 _INTEGRATION_KEYS: Final = INTEGRATION_KEYS
+_NAMED_INTEGRATION_KEYS: Final = NAMED_INTEGRATION_KEYS
 _SHOWN_ACCOUNTS: Final = 5
-
-
-# -- the environment -----------------------------------------------------------------
-
-
-class _Environment:
-    """The process environment over ``.env`` in the current directory (read once)."""
-
-    def __init__(self) -> None:
-        self._dotenv = _read_dotenv(Path(".env"))
-
-    def get(self, name: str) -> str | None:
-        """The value of ``name``, or None when unset or blank."""
-        for values in (os.environ, self._dotenv):
-            value = values.get(name)
-            if value is not None and value.strip():
-                return value.strip()
-        return None
-
-
-def _read_dotenv(path: Path) -> dict[str, str]:
-    # A directory called .env is usually a virtual environment (python -m venv .env).
-    if not path.is_file():
-        return {}
-    from dotenv import dotenv_values
-
-    try:
-        values = dotenv_values(path)
-    except UnicodeDecodeError:
-        raise ConfigError(
-            f"{path.resolve()} is not UTF-8 text; save it as UTF-8 or remove it"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read {path.resolve()} ({exc.strerror}); fix its permissions or remove it"
-        ) from None
-    return {key: value for key, value in values.items() if value is not None}
-
-
-# -- the integration -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class IntegrationSettings:
-    """The Webex integration's credentials and endpoints (``WEBEX_CLIENT_ID`` and friends).
-
-    ``repr()`` never shows the client secret or the access token.
-
-    Attributes:
-        client_id: ``WEBEX_CLIENT_ID`` or ``[integration] client_id``.
-        client_secret: ``WEBEX_CLIENT_SECRET``, else the variable that
-            ``[integration] client_secret_env`` names.
-        redirect_uri, scopes, base_url: as their ``WEBEX_*`` variables, with defaults.
-        access_token: the legacy ``WEBEX_ACCESS_TOKEN`` (a direct token, no refresh).
-        token_file: the legacy ``WEBEX_TOKEN_FILE``.
-        account: ``[integration] account``, the account name used when none is given.
-        client_secret_env: the variable the settings file names for the secret, if any
-            (so a missing secret can be reported by the name the user chose).
-    """
-
-    client_id: str | None = None
-    client_secret: str | None = field(default=None, repr=False)
-    redirect_uri: str = DEFAULT_REDIRECT_URI
-    scopes: tuple[str, ...] = DEFAULT_SCOPES
-    base_url: str = DEFAULT_BASE_URL
-    access_token: str | None = field(default=None, repr=False)
-    token_file: str | None = None
-    account: str | None = None
-    client_secret_env: str | None = None
-
-    @classmethod
-    def from_environment(cls) -> IntegrationSettings:
-        """Read ``WEBEX_*`` variables from the environment (a ``.env`` file fills gaps).
-
-        Raises:
-            ConfigError: ``.env`` exists but cannot be read.
-        """
-        return _integration(_Environment(), {}, None)
-
-
-def _integration(
-    env: _Environment, section: Mapping[str, Any], path: Path | None
-) -> IntegrationSettings:
-    """Combine the environment (and ``.env``) with the file's ``[integration]`` table."""
-    secret_env = section.get("client_secret_env")
-    secret = env.get("WEBEX_CLIENT_SECRET")
-    if secret is None and secret_env is not None:
-        secret = env.get(secret_env)
-    scopes_text = env.get("WEBEX_SCOPES")
-    if scopes_text is not None:
-        scopes = tuple(scopes_text.split())
-    else:
-        scopes = section.get("scopes", DEFAULT_SCOPES)
-    return IntegrationSettings(
-        client_id=env.get("WEBEX_CLIENT_ID") or section.get("client_id"),
-        client_secret=secret,
-        redirect_uri=env.get("WEBEX_REDIRECT_URI")
-        or section.get("redirect_uri")
-        or DEFAULT_REDIRECT_URI,
-        scopes=scopes,
-        base_url=(env.get("WEBEX_BASE_URL") or section.get("base_url") or DEFAULT_BASE_URL).rstrip(
-            "/"
-        ),
-        access_token=env.get("WEBEX_ACCESS_TOKEN"),
-        token_file=env.get(TOKEN_FILE_ENV),
-        account=section.get("account"),
-        client_secret_env=secret_env,
-    )
 
 
 # -- stores ----------------------------------------------------------------------------
@@ -311,7 +213,10 @@ class Settings:
     Attributes:
         stores: the configured stores by name, in file order.
         default_store: the file's ``default_store`` (a store name or URL), or None.
-        integration: the integration's credentials (environment over ``.env`` over file).
+        integration: the default integration's credentials (environment over ``.env``
+            over ``[integration]``).
+        named_integrations: each ``[integrations.NAME]`` by name, in file order (see
+            :mod:`webex_tokens.integrations`).
         path: the settings file that was read, or None when there is none.
         store_override: ``WEBEX_TOKENS_STORE`` (a store name or URL), or None.
         account_override: ``WEBEX_TOKENS_ACCOUNT``, or None.
@@ -323,6 +228,12 @@ class Settings:
     path: Path | None = None
     store_override: str | None = None
     account_override: str | None = None
+    named_integrations: Mapping[str, IntegrationSettings] = field(default_factory=dict)
+
+    @property
+    def integrations(self) -> Integrations:
+        """Every integration: the default one and each ``[integrations.NAME]``."""
+        return Integrations(self.integration, self.named_integrations)
 
     # -- the store ---------------------------------------------------------------------
 
@@ -550,11 +461,27 @@ def _parse(document: dict[str, Any], path: Path | None, env: _Environment) -> Se
     section = document.get("integration", {})
     if not isinstance(section, dict):
         raise problems.error("integration must be a table: write it as an [integration] section")
+    integration = default_integration(env, check_integration_table(section, problems))
+    tables = document.get("integrations", {})
+    if not isinstance(tables, dict):
+        raise problems.error("integrations must be a table of [integrations.NAME] sections")
+    named = {}
+    owners = {integration.client_id: "[integration]"} if integration.client_id else {}
+    for name, table in tables.items():
+        checked = check_named_integration(name, table, problems)
+        owner = owners.setdefault(checked["client_id"], f"[integrations.{name}]")
+        if owner != f"[integrations.{name}]":
+            raise problems.error(
+                f"[integrations.{name}] has the client_id of {owner}; a token's client_id "
+                "chooses the integration that refreshes it, so each must be different"
+            )
+        named[name] = named_integration(env, name, checked, integration)
     return Settings(
         stores=stores,
         default_store=default_store,
-        integration=_integration(env, check_integration_table(section, problems), path),
+        integration=integration,
         path=path,
         store_override=env.get(STORE_ENV),
         account_override=env.get(ACCOUNT_ENV),
+        named_integrations=named,
     )

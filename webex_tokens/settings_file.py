@@ -27,11 +27,13 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = [
     "INTEGRATION_KEYS",
+    "NAMED_INTEGRATION_KEYS",
     "SETTINGS_FILE_NAME",
     "STORE_KEYS",
     "TOP_KEYS",
     "Problems",
     "check_integration_table",
+    "check_named_integration",
     "check_store_table",
     "read_toml",
     "shown_url",
@@ -40,7 +42,7 @@ __all__ = [
 #: The settings file's name, in the current directory and the user config directory.
 SETTINGS_FILE_NAME: Final = "webex-tokens.toml"
 #: The keys allowed at the top level, in ``[stores.NAME]`` and in ``[integration]``.
-TOP_KEYS: Final = ("default_store", "stores", "integration")
+TOP_KEYS: Final = ("default_store", "stores", "integration", "integrations")
 STORE_KEYS: Final = ("url", "key_env", "key_file", "table", "lock_timeout", "description")
 INTEGRATION_KEYS: Final = (
     "client_id",
@@ -48,7 +50,20 @@ INTEGRATION_KEYS: Final = (
     "redirect_uri",
     "scopes",
     "base_url",
+    "cloud",
     "account",
+)
+#: The keys allowed in ``[integrations.NAME]``.
+NAMED_INTEGRATION_KEYS: Final = (
+    "kind",
+    "client_id",
+    "client_secret_env",
+    "manager",
+    "app_id",
+    "redirect_uri",
+    "scopes",
+    "base_url",
+    "cloud",
 )
 
 _STORE_NAME: Final = re.compile(r"[A-Za-z0-9._-]+")
@@ -201,32 +216,109 @@ def check_integration_table(section: dict[str, Any], problems: Problems) -> dict
     Raises:
         ConfigError: a secret written inline, an unknown key or a bad value.
     """
+    return _check_integration(section, "[integration]", INTEGRATION_KEYS, problems)
+
+
+def check_named_integration(name: str, table: Any, problems: Problems) -> dict[str, Any]:
+    """Check ``[integrations.NAME]``; return it with ``scopes`` as a tuple.
+
+    ``client_id`` and ``client_secret_env`` are required; ``kind`` is ``integration``
+    (the default) or ``service_app``; ``manager`` and ``app_id`` belong to Service Apps.
+
+    Raises:
+        ConfigError: a bad name, a secret written inline, an unknown or missing key, or
+            a bad value; the message names the section.
+    """
+    from .integrations import INTEGRATION_KINDS
+    from .store import validate_name
+
+    where = f"[integrations.{name}]"
+    if not _STORE_NAME.fullmatch(name):
+        raise problems.error(
+            f"the integration name {name!r} is not allowed; use letters, digits, '-', '_' and '.'"
+        )
+    if not isinstance(table, dict):
+        raise problems.error(f"integrations.{name} must be a table: write it as a {where} section")
+    checked = _check_integration(table, where, NAMED_INTEGRATION_KEYS, problems)
+    for key in ("client_id", "client_secret_env"):
+        if key not in table:
+            example = "C1f..." if key == "client_id" else "HR_BOT_CLIENT_SECRET"
+            raise problems.error(f'{where} has no {key}; add e.g. {key} = "{example}"')
+    kind = table.get("kind", "integration")
+    if kind not in INTEGRATION_KINDS:
+        raise problems.error(
+            f"kind in {where} must be one of {', '.join(map(repr, INTEGRATION_KINDS))}, "
+            f"not {printable_value(kind)}"
+        )
+    for key in ("manager", "app_id"):
+        if key not in table:
+            continue
+        problems.check_text(table[key], f"{key} in {where}")
+        if kind != "service_app":
+            raise problems.error(
+                f'{key} in {where} applies only to Service Apps; add kind = "service_app" '
+                f"or remove {key}"
+            )
+    if "manager" in table:
+        try:
+            validate_name(table["manager"])
+        except ValueError as exc:
+            raise problems.error(f"manager in {where} is not a valid account name: {exc}") from None
+    return checked
+
+
+def printable_value(value: Any) -> str:
+    """``value`` as an error shows it: short text quoted, anything else by its type."""
+    if isinstance(value, str) and len(value) <= 40 and value.isprintable():
+        return repr(value)
+    return "text" if isinstance(value, str) else f"a {type(value).__name__}"
+
+
+def _check_integration(
+    section: dict[str, Any], where: str, known: tuple[str, ...], problems: Problems
+) -> dict[str, Any]:
+    """The checks ``[integration]`` and ``[integrations.NAME]`` share."""
+    from .integrations import CLOUDS
+
     if "client_secret" in section:
         raise problems.error(
-            "[integration] holds client_secret inline, and secrets never go in the settings "
+            f"{where} holds client_secret inline, and secrets never go in the settings "
             "file; put it in an environment variable and name that variable with "
             'client_secret_env = "WEBEX_CLIENT_SECRET"'
         )
     for token_key in ("access_token", "refresh_token"):
         if token_key in section:
             raise problems.error(
-                f"[integration] holds {token_key}, and tokens never go in the settings file; "
+                f"{where} holds {token_key}, and tokens never go in the settings file; "
                 "remove it and store tokens with webex-tokens login or import"
             )
-    problems.check_keys(section, INTEGRATION_KEYS, "in [integration]")
-    for key in ("client_id", "client_secret_env", "redirect_uri", "base_url", "account"):
+    problems.check_keys(section, known, f"in {where}")
+    texts = ("client_id", "client_secret_env", "redirect_uri", "base_url", "account", "cloud")
+    for key in texts:
         if key in section:
-            problems.check_text(section[key], f"{key} in [integration]")
+            problems.check_text(section[key], f"{key} in {where}")
     secret_env = section.get("client_secret_env")
     if secret_env is not None and not _ENV_NAME.fullmatch(secret_env):
         raise problems.error(
-            "client_secret_env in [integration] must be the name of an environment variable "
+            f"client_secret_env in {where} must be the name of an environment variable "
             "(such as WEBEX_CLIENT_SECRET), never the secret itself"
         )
     for key in ("redirect_uri", "base_url"):
         value = section.get(key)
         if value is not None and not value.startswith(("http://", "https://")):
-            raise problems.error(f"{key} in [integration] must be an http:// or https:// URL")
+            raise problems.error(f"{key} in {where} must be an http:// or https:// URL")
+    cloud = section.get("cloud")
+    if cloud is not None:
+        if cloud.strip().lower() not in CLOUDS:
+            raise problems.error(
+                f"cloud in {where} is {printable_value(cloud)}, which is not a Webex cloud; "
+                f"use one of {', '.join(CLOUDS)}"
+            )
+        if "base_url" in section:
+            raise problems.error(
+                f"{where} sets both cloud and base_url; keep cloud for a Webex cloud, or "
+                "base_url for another API root"
+            )
     checked = dict(section)
     if "scopes" in section:
         scopes = section["scopes"]
@@ -236,11 +328,11 @@ def check_integration_table(section: dict[str, Any], problems: Problems) -> dict
             checked["scopes"] = tuple(part for scope in scopes for part in scope.split())
         else:
             raise problems.error(
-                'scopes in [integration] must be a list of text, e.g. ["spark:all"], or '
+                f'scopes in {where} must be a list of text, e.g. ["spark:all"], or '
                 "space-separated text"
             )
         if not checked["scopes"]:
-            raise problems.error('scopes in [integration] is empty; list e.g. ["spark:all"]')
+            raise problems.error(f'scopes in {where} is empty; list e.g. ["spark:all"]')
     return checked
 
 

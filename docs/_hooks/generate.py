@@ -68,14 +68,24 @@ def _command_help(name: str) -> str:
     if name == "webex-tokens":
         text = group.get_help(root)
     else:
-        command = group.commands.get(name)
+        # "GROUP SUB" documents a command of a command group (service-app add).
+        top, _, sub = name.partition(" ")
+        command = group.commands.get(top)
+        parent = root
+        if command is not None and sub:
+            parent = click.Context(command, info_name=top, parent=root)
+            command = getattr(command, "commands", {}).get(sub)
         if command is None:
             raise PluginError(
                 f"docs/{_CLI_PAGE} documents 'webex-tokens {name}', which the CLI does not "
                 f"have; its commands are: {', '.join(sorted(group.commands))}"
             )
         context = click.Context(
-            command, info_name=name, parent=root, terminal_width=_WIDTH, max_content_width=_WIDTH
+            command,
+            info_name=sub or name,
+            parent=parent,
+            terminal_width=_WIDTH,
+            max_content_width=_WIDTH,
         )
         text = command.get_help(context)
     _documented_commands.add(name)

@@ -46,7 +46,7 @@ class _Listed:
 @click.option("--all-stores", is_flag=True, help="List the accounts of every configured store.")
 @json_option
 @click.pass_context
-def list_(ctx: click.Context, all_stores: bool, as_json: bool) -> None:
+def list_(ctx: click.Context, all_stores: bool, as_json: bool) -> None:  # noqa: PLR0915
     """List the stored accounts and when their tokens expire.
 
     Exits 1 when a record (or a store, with --all-stores) cannot be read; the other
@@ -94,13 +94,17 @@ def list_(ctx: click.Context, all_stores: bool, as_json: bool) -> None:
         ]
         emit_json("list", {"accounts": accounts, "errors": store_errors})
     elif listed:
-        rows = [list_row(item.entry, item.store, leeway, refused=item.refused) for item in listed]
+        headers, rows = _table(
+            [item.entry for item in listed],
+            [item.store for item in listed],
+            [item.refused for item in listed],
+        )
         stores = {(item.store, item.url) for item in listed}
         title = None
         if len(stores) == 1:
             label, url = stores.pop()
             title = f"store: {label}" + (f" ({url})" if url != label else "")
-        print_table(LIST_HEADERS, rows, common=1, title=title)
+        print_table(headers, rows, common=headers.index("store"), title=title)
         if terminal():
             _hint_logins(
                 [
@@ -119,6 +123,8 @@ def _refused(notes: dict[str, history.LastRefresh], entry: engine.Entry) -> bool
     """True when the refresh history says Webex refused this entry's refresh token."""
     note = notes.get(entry.name)
     return note is not None and entry.token is not None and note.refuses(entry.token)
+
+
 def _say_empty(not_created: list[str]) -> None:
     """No account anywhere: say so, and that the store does not exist yet if it does not."""
     if not_created:
@@ -157,6 +163,52 @@ def _report_unreadable(listed: list[_Listed], unreadable: list[_Listed], *, ever
             f"{one_line(bad[0].error)}",
             err=True,
         )
+
+
+def _table(
+    entries: list[engine.Entry], stores: list[str], refused: list[bool]
+) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """The headers and rows of ``list``: :data:`LIST_HEADERS`, and the kind of each
+    token that is not an integration's (with the organization of a Service App's).
+
+    Plain output gets a ``kind`` column after the account (and an ``organization``
+    column when a Service App token is listed); a terminal shows the kind under the
+    account's name instead (``[bot]``, ``[service_app]`` and ``[org 1eb65fdf]``), so the
+    table still fits 80 columns. A store of integrations alone reads as before.
+    """
+    leeway = engine.leeway()
+    rows = [
+        list_row(entry, store, leeway, refused=no)
+        for entry, store, no in zip(entries, stores, refused, strict=True)
+    ]
+    tokens = [entry.token for entry in entries]
+    if not any(token is not None and token.kind != "integration" for token in tokens):
+        return LIST_HEADERS, rows
+    kinds = [token.kind if token else "?" for token in tokens]
+    orgs = [
+        safe(engine.organization_label(token.org_id)) if token and token.org_id else ""
+        for token in tokens
+    ]
+    if terminal():
+        marked = []
+        for row, kind, org in zip(rows, kinds, orgs, strict=True):
+            notes = [f"[{kind}]"] if kind != "integration" else []
+            notes += [f"[org {org[:_SHOWN_ORG]}]"] if org else []
+            marked.append(("\n".join([row[0], *notes]), *row[1:]))
+        return LIST_HEADERS, marked
+    extra = [("kind", kinds)]
+    if any(orgs):
+        extra.append(("organization", [org or "-" for org in orgs]))
+    headers = (LIST_HEADERS[0], *(name for name, _ in extra), *LIST_HEADERS[1:])
+    table = [
+        (row[0], *(column[index] for _, column in extra), *row[1:])
+        for index, row in enumerate(rows)
+    ]
+    return headers, table
+
+
+#: How much of an organization's ID a terminal shows under a Service App token's name.
+_SHOWN_ORG: Final = 8
 
 
 def list_row(
@@ -300,6 +352,12 @@ def _show_text(name: str, found: Token, label: str, reveal: bool, refused: bool)
         ("account", safe(found.account or "unknown")),
         ("store", label),
         ("status", engine.status(found, engine.leeway(), refused=refused)),
+        ("kind", found.kind),
+        *(
+            [("organization", safe(engine.organization_label(found.org_id)))]
+            if found.org_id
+            else []
+        ),
         ("access token", secret(found.access_token)),
         ("expires at", when(found.expires_at, found.expires_in())),
         ("refresh token", secret(found.refresh_token)),

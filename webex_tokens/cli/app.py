@@ -122,6 +122,8 @@ def _global_options() -> list[click.Parameter]:
 #: loads neither the transfer, doctor nor demo code.
 _COMMANDS: Final = {
     "login": "tokens:login",
+    "add": "kinds:add",
+    "service-app": "kinds:service_app",
     "token": "tokens:token",
     "refresh": "tokens:refresh",
     "list": "accounts:list_",
@@ -157,6 +159,8 @@ class _Commands(MutableMapping[str, click.Command]):
                 raise TypeError(f"{self._table[name]} is not a click command")
             # The global options are accepted after the command too: list --store dev.
             command.params.extend(_global_options())
+            for sub in getattr(command, "commands", {}).values():
+                sub.params.extend(_global_options())
             self._loaded[name] = command
         return command
 

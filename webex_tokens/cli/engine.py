@@ -37,6 +37,7 @@ __all__ = [
     "Entry",
     "StoreFacts",
     "active_store",
+    "add_static_token",
     "backend_of",
     "check_name",
     "configured_stores",
@@ -54,8 +55,10 @@ __all__ = [
     "matching",
     "migrate_tokens",
     "oauth_from_settings",
+    "obtain_service_app",
     "open_existing",
     "open_for_writing",
+    "organization_label",
     "qr_code",
     "redact_url",
     "resolve_store_url",
@@ -412,3 +415,31 @@ def oauth_from_settings(settings: Settings) -> WebexOAuth:
     from ..oauth import WebexOAuth
 
     return WebexOAuth.from_settings(settings)
+
+
+# -- the other kinds of Webex credentials ------------------------------------------------
+
+
+def add_static_token(keeper: Keeper, name: str, text: str, kind: str) -> tuple[Token, bool]:
+    """Check and store a bot's or personal access token
+    (:func:`~webex_tokens.credentials.add_static_token`); True when Webex checked it."""
+    from ..credentials import add_static_token as add
+
+    return add(keeper, name, text, kind)
+
+
+def obtain_service_app(
+    keeper: Keeper, app: str, org_id: str, name: str | None
+) -> tuple[str, Token]:
+    """Obtain and store a Service App token for an organization
+    (:func:`~webex_tokens.credentials.obtain_service_app`)."""
+    from ..credentials import obtain_service_app as obtain
+
+    return obtain(keeper, app, org_id, name)
+
+
+def organization_label(org_id: str) -> str:
+    """The organization's own ID inside its Webex ID, for tables."""
+    from ..service_apps import organization_label as label
+
+    return label(org_id)

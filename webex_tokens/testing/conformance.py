@@ -14,6 +14,7 @@ Use it from a test module::
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +27,14 @@ from ..errors import InvalidName
 from ..store import KEEP, BaseStore, RecordChange, TokenStore, redact_url
 from ..token import Token
 
-__all__ = ["AWKWARD_NAMES", "INVALID_NAMES", "StoreConformance", "make_token"]
+__all__ = [
+    "AWKWARD_NAMES",
+    "INVALID_NAMES",
+    "StoreConformance",
+    "assert_same_fields",
+    "every_kind",
+    "make_token",
+]
 
 #: Valid names a backend must store and return exactly.
 AWKWARD_NAMES = [
@@ -66,6 +74,48 @@ def make_token(
     )
 
 
+def every_kind() -> dict[str, Token]:
+    """A token of every kind with every field it can have set (microseconds, unicode and
+    an ID token included), by name: what a store must give back field for field."""
+    full = make_token("integration-0", account="Zoë <zoe@example.com>").replace(
+        saved_at=_T0.replace(microsecond=123456),
+        expires_at=_T0 + timedelta(hours=12, microseconds=7),
+        id_token="eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ6b2UifQ.c2lnbmF0dXJl",
+    )
+    org = "Y2lzY29zcGFyazovL3VzL09SR0FOSVpBVElPTi8xZWI2NWZkZi05NjQzLTQxN2YtOTk3NC1hZDcyY2FlMGUxMGY"
+    return {
+        "integration": full,
+        "service_app": full.replace(
+            access_token="service-app-0",
+            refresh_token="service-app-refresh-0",
+            kind="service_app",
+            org_id=org,
+            client_id="C9a",
+            scopes=(),
+            account=None,
+            id_token=None,
+        ),
+        "bot": Token(access_token="bot-0", kind="bot", account="hr-bot@webex.bot", saved_at=_T0),
+        "personal": Token(
+            access_token="personal-0",
+            kind="personal",
+            account="alice@example.com",
+            scopes=("spark:all",),
+            saved_at=_T0,
+        ),
+    }
+
+
+def assert_same_fields(got: Token | None, expected: Token) -> None:
+    """Fail unless ``got`` has every field of ``expected``, each equal (and aware times)."""
+    assert got is not None, "the token was not read back"
+    for field in dataclasses.fields(Token):
+        value, wanted = getattr(got, field.name), getattr(expected, field.name)
+        assert value == wanted, f"{field.name}: {value!r} != {wanted!r}"
+        if isinstance(wanted, datetime):
+            assert value.utcoffset() == timedelta(0), f"{field.name} is not UTC"
+
+
 def _count(token: Token | None) -> int:
     return int(token.access_token.rsplit("-", 1)[1]) if token else 0
 
@@ -93,6 +143,14 @@ class StoreConformance:
         got = store.get("bare")
         assert got == token
         assert got is not None and got.refresh_token is None and got.scopes == ()
+
+    @pytest.mark.parametrize("kind", ["integration", "service_app", "bot", "personal"])
+    def test_every_kind_reads_back_field_for_field(self, store: TokenStore, kind: str) -> None:
+        token = every_kind()[kind]
+        store.put(kind, token)
+        assert_same_fields(store.get(kind), token)
+        assert store.update(kind, lambda current: current) is not None
+        assert_same_fields(store.get(kind), token)
 
     def test_put_replaces(self, store: TokenStore) -> None:
         store.put("alice", make_token("first"))
