@@ -225,12 +225,12 @@ class RescueJournal:
         try:
             ensure_private_dir(directory)
             atomic_write(path, json.dumps(document, ensure_ascii=False).encode("utf-8"))
-        except OSError as exc:
+        except (OSError, StoreError) as exc:
             log.warning(
                 "could not write the rescue journal in %s (%s); the token of %r is written "
                 "to the store without it",
                 directory,
-                exc.strerror or exc,
+                getattr(exc, "strerror", None) or exc,
                 name,
             )
             return None
