@@ -242,3 +242,49 @@ def test_qr_code_draws_the_link_for_a_terminal() -> None:
     lines = drawn.splitlines()
     assert len(lines) > 10 and len({len(line) for line in lines}) == 1
     assert set(drawn) <= {"█", "▀", "▄", " ", "\n"}
+
+
+def test_login_device_draws_a_qr_code_on_a_terminal(fast: FakeWebex, tmp_path: Path) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    fast.device.auto_approve_as = "dev@example.com"
+    fast.device.auto_approve_after_polls = 1
+    env = {
+        **os.environ,
+        **fast.environment(),
+        "WEBEX_TOKENS_STORE": f"file://{tmp_path}/tokens.json",
+        "WEBEX_SCOPES": "spark:all",
+    }
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "webex_tokens", "login", "--device"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            timeout=60,
+            check=False,
+        )
+        os.close(terminal)
+        terminal = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal's other side is closed: all was read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if terminal >= 0:
+            os.close(terminal)
+        os.close(controller)
+    assert process.returncode == 0, shown.decode()
+    text = shown.decode()
+    assert "enter the code" in text and text.count("█") > 50  # the QR code of the link
+    assert b"Logged in as dev@example.com" in process.stdout

@@ -140,3 +140,15 @@ def test_verify_id_token_refuses_garbage(oauth: WebexOAuth) -> None:
     for garbage in ("", "abc", "a.b.c", "x" * 20000):
         with pytest.raises(IDTokenInvalid):
             oauth.verify_id_token(garbage)
+
+
+def test_a_named_openid_login_records_the_email_of_the_id_token(
+    oauth: WebexOAuth, fake_webex: FakeWebex
+) -> None:
+    fake_webex.user = "gina@example.com"
+    with open_store("memory://") as store, Keeper(store, oauth=oauth) as keeper:
+        name, token = keeper.login(
+            name="ops", open_browser=fake_webex.open_browser, timeout=10, notify=lambda n: None
+        )
+        assert name == "ops" and store.names() == ["ops"]
+    assert token.account == "gina@example.com" and fake_webex.calls["people_me"] == 0
