@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -101,9 +102,13 @@ class ErrorTranslator:
         host, port = self.address
         return f"{host or 'localhost'}:{port or _DEFAULT_PORTS.get(self.backend, '')}"
 
-    def translate(self, exc: DBAPIError, name: str | None) -> StoreError:
-        """The error for a statement on the token of ``name`` (None: the whole store)."""
-        original = exc.orig
+    def translate(self, exc: DBAPIError | sqlite3.Error, name: str | None) -> StoreError:
+        """The error for a statement on the token of ``name`` (None: the whole store).
+
+        ``exc`` is SQLAlchemy's error, or ``sqlite3``'s own from a read that did not go
+        through SQLAlchemy.
+        """
+        original = exc.orig if isinstance(exc, DBAPIError) else exc
         family = "mysql" if self.backend in MYSQL else self.backend
         code = (family, _error_code(original))
         reason = self.reason(exc)
@@ -123,7 +128,13 @@ class ErrorTranslator:
                 f"{self.path} is not a SQLite database ({reason}); it was left untouched: "
                 "point the URL at another file"
             )
-        if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
+        if isinstance(exc, sqlite3.Error):
+            failed = isinstance(exc, (sqlite3.OperationalError, sqlite3.InterfaceError))
+        else:
+            failed = exc.connection_invalidated or isinstance(
+                exc, (OperationalError, InterfaceError)
+            )
+        if failed:
             return StoreUnavailable(
                 f"the token database {self.url} failed ({reason}); check that the server is "
                 "running and reachable and the disk is not full, then retry"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import stat
+import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -16,7 +16,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
-from ...errors import InvalidStoreURL, LockTimeout, StoreCorrupted, StoreError, StoreUnavailable
+from ...errors import InvalidStoreURL, LockTimeout, StoreCorrupted, StoreError
 from ...locks import AccountLocks
 from ...store import (
     DEFAULT_LOCK_TIMEOUT,
@@ -24,18 +24,18 @@ from ...store import (
     Keep,
     Record,
     RecordChange,
-    ensure_private_dir,
     log_superseded,
 )
 from ._engine import create_engine
 from ._errors import DeadlockDetected, ErrorTranslator
 from ._schema import COLUMNS, DEFAULT_TABLE
+from ._sqlite import BUSY, SQLiteReader, create_private_file
 from ._table import MYSQL, make_table, now
 from ._url import DEFAULT_CONNECT_TIMEOUT, check_table_name, display_url, parse_url, seconds
 
 __all__ = ["SQLStore"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__name__.rpartition(".")[0])  # the backend's logger
 
 #: How often ``update`` retries when the database broke a deadlock before ``fn`` ran.
 _DEADLOCK_ATTEMPTS: Final = 5
@@ -142,8 +142,15 @@ class SQLStore(BaseStore):
             if self.path is not None
             else None
         )
+        # Reads of a SQLite file go through one sqlite3 connection kept open, without
+        # SQLAlchemy's pool and statement machinery, which cost more than the read.
+        self._reader = (
+            SQLiteReader(self.path, self.table_name, self.lock_timeout)
+            if self.path is not None
+            else None
+        )
         if self.path is not None:
-            self._create_private_file(self.path)
+            create_private_file(self.path)
         self._errors_of = ErrorTranslator(
             url=self.url,
             backend=self._backend,
@@ -178,36 +185,6 @@ class SQLStore(BaseStore):
         return cls(url)
 
     # -- opening --------------------------------------------------------------------
-
-    def _create_private_file(self, path: Path) -> None:
-        """Create the SQLite file 0600 (its directory 0700) before SQLite opens it.
-
-        SQLite gives its journal files the mode of the database file, so they are
-        private too.
-        """
-        try:
-            ensure_private_dir(path.parent)
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                mode = stat.S_IMODE(os.stat(path).st_mode)
-                if mode & 0o077 and os.name == "posix":
-                    log.warning(
-                        "token database %s is readable by other users (mode %o); run: chmod 600 %s",
-                        path,
-                        mode,
-                        path,
-                    )
-                return
-            try:
-                os.fchmod(fd, 0o600)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise StoreUnavailable(
-                f"cannot create the SQLite database {path} ({exc.strerror}); check that its "
-                "directory exists and is writable, or choose another path in the URL"
-            ) from None
 
     def _prepare_table(self) -> None:
         if not self._has_table():
@@ -353,6 +330,14 @@ class SQLStore(BaseStore):
         raise AssertionError("unreachable")
 
     def _read(self, name: str) -> str | None:
+        reader = self._reader
+        if reader is not None:
+            try:
+                found = reader.read(name)
+            except sqlite3.Error as exc:
+                raise self._errors_of.translate(exc, name) from None
+            if found is not BUSY:
+                return found
         row = self._query(
             name, lambda connection: connection.execute(self._select_data, {"name": name}).first()
         )
@@ -590,6 +575,9 @@ class SQLStore(BaseStore):
         return True
 
     def _close(self) -> None:
+        reader, self._reader = self._reader, None  # reads go to the closed engine now
+        if reader is not None:
+            reader.close()
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
