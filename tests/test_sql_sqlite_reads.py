@@ -3,6 +3,8 @@
 The reads bypass SQLAlchemy's pool; these tests check what that must not cost: another
 process's writes are seen at once, a reader never holds a lock a writer waits for,
 threads read side by side, and a broken file still raises the library's own errors.
+The read that ``webex-tokens token`` makes without SQLAlchemy leaves anything unusual to
+the store.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy import event
 
 from webex_tokens.backends.sql import SQLStore
 from webex_tokens.errors import StoreCorrupted, StoreUnavailable
+from webex_tokens.registry import read_record_quickly
 from webex_tokens.testing import make_token
 
 _WRITE = """
@@ -141,3 +144,49 @@ def test_a_vanished_file_is_not_created_again_by_a_read(url: str, tmp_path: Path
         with pytest.raises(StoreUnavailable, match="check that"):
             store.get("alice")
         assert not (tmp_path / "tokens.db").exists()
+
+
+# -- reading a record without opening the store (``webex-tokens token``) -------------
+
+
+def test_a_plain_store_is_read_quickly(url: str) -> None:
+    with SQLStore(url) as store:
+        store.put("alice", make_token("a1"))
+        record = store._encode(make_token("a1")).data
+    assert read_record_quickly(url, "alice") == record
+    assert read_record_quickly(url, "bob") is None  # the store says what is missing
+
+
+@pytest.mark.parametrize(
+    "shape",
+    ["memory", "option", "driver", "encoded", "missing", "symlink", "readable", "table", "file"],
+)
+def test_anything_unusual_is_left_to_the_store(shape: str, tmp_path: Path) -> None:
+    """Each of these needs the full path: its options, checks, warnings or errors."""
+    database = tmp_path / "tokens.db"
+    with SQLStore(f"sqlite:///{database}") as store:
+        store.put("alice", make_token("a1"))
+    url = f"sqlite:///{database}"
+    if shape == "memory":
+        url = "sqlite://"
+    elif shape == "option":
+        url += "?lock_timeout=5"
+    elif shape == "driver":
+        url = f"sqlite+pysqlite:///{database}"
+    elif shape == "encoded":
+        url = f"sqlite:///{tmp_path}/%74okens.db"
+    elif shape == "missing":
+        url = f"sqlite:///{tmp_path}/other.db"
+    elif shape == "symlink":
+        (tmp_path / "link.db").symlink_to(database)
+        url = f"sqlite:///{tmp_path}/link.db"
+    elif shape == "readable":
+        database.chmod(0o644)
+    elif shape == "table":
+        with SQLStore(f"sqlite:///{tmp_path}/renamed.db?table=elsewhere") as store:
+            store.put("alice", make_token("a1"))
+        url = f"sqlite:///{tmp_path}/renamed.db"
+    elif shape == "file":
+        url = f"file://{tmp_path}/tokens.json"
+    assert read_record_quickly(url, "alice") is None
+    assert not (tmp_path / "other.db").exists()

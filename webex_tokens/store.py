@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import stat
-import tempfile
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -465,6 +464,8 @@ def atomic_write(path: Path, data: bytes) -> None:
     Writes a 0600 temp file in the same directory, fsyncs it, renames it over ``path``
     with :func:`os.replace` and fsyncs the directory.
     """
+    import tempfile  # here: it imports shutil, random and more, which reads never need
+
     directory = path.parent
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
