@@ -7,8 +7,11 @@ one of them. The raw baselines do the same work without the library:
   atomically replace it with fsyncs, as the store does, but with no lock (``put``,
   ``update``);
 - fernet+file: the same plus a bare Fernet decrypt or encrypt of the record;
-- SQL: a bare SQLAlchemy Core select of the row (``get``), upsert (``put``) or select
-  ``FOR UPDATE`` + update in one transaction (``update``), on a plain engine;
+- SQL: ``get`` is what a careful hand-written reader does: on SQLite one ``sqlite3``
+  connection kept open and one (prepared, cached) select of the row, then
+  ``json.loads`` of its data; on PostgreSQL and MariaDB a bare SQLAlchemy Core select
+  on a plain engine's pooled connection, then ``json.loads``. ``put`` is a bare upsert,
+  ``update`` a select ``FOR UPDATE`` + update in one transaction, on a plain engine;
 - keyring: a bare ``keyring.get_password`` / ``set_password`` (``update``: both).
 
 ``memory`` has no baseline: it shows the fixed cost of the library (name checks and
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -119,7 +123,7 @@ def _file_baselines(
 
 def _sql_baselines(
     url: str, table: str, name: str, record: str
-) -> tuple[dict[str, Callable[[], object]], sa.Engine]:
+) -> tuple[dict[str, Callable[[], object]], Callable[[], None]]:
     engine = sa.create_engine(url)
     backend = engine.dialect.name
     rows = sa.Table(
@@ -148,7 +152,16 @@ def _sql_baselines(
 
     def get() -> object:
         with engine.connect() as connection:
-            return connection.execute(select, {"key": name}).first()
+            row = connection.execute(select, {"key": name}).first()
+        return None if row is None else json.loads(row.data)
+
+    if backend == "sqlite":
+        reader = sqlite3.connect(engine.url.database or "", isolation_level=None)
+        query = f"SELECT data FROM {table} WHERE name = ?"  # noqa: S608 - our own table
+
+        def get() -> object:  # the connection stays open; sqlite3 caches the statement
+            rows = reader.execute(query, (name,)).fetchall()
+            return json.loads(rows[0][0]) if rows else None
 
     def put() -> None:
         changes = {"data": record, "version": rows.c.version + 1, "updated_at": now()}
@@ -171,7 +184,12 @@ def _sql_baselines(
                 .values(data=record, version=rows.c.version + 1, updated_at=now())
             )
 
-    return {"get": get, "put": put, "update": update}, engine
+    def close() -> None:
+        if backend == "sqlite":
+            reader.close()
+        engine.dispose()
+
+    return {"get": get, "put": put, "update": update}, close
 
 
 # -- the cases -------------------------------------------------------------------------
@@ -213,11 +231,11 @@ def open_case(backend: str, count: int, directory: Path, key: str) -> Iterator[C
     store = SQLStore(with_table(url, TABLE))
     try:
         _fill(store, count)
-        baselines, engine = _sql_baselines(url, TABLE, name, store._encode(token).data)
+        baselines, close = _sql_baselines(url, TABLE, name, store._encode(token).data)
         try:
             yield Case(store, baselines)
         finally:
-            engine.dispose()
+            close()
     finally:
         store.close()
         drop_table(url, TABLE)

@@ -361,9 +361,9 @@ def test_dropped_connection_is_replaced_without_an_error(
 def test_an_idle_dropped_connection_is_pinged_and_replaced(
     postgres_server: str, unique_table: str, monkeypatch: pytest.MonkeyPatch, writes: bool
 ) -> None:
-    from webex_tokens.backends import sql
+    from webex_tokens.backends.sql import _engine
 
-    monkeypatch.setattr(sql, "_PING_AFTER_IDLE", 0.0)  # every pooled connection counts as idle
+    monkeypatch.setattr(_engine, "_PING_AFTER_IDLE", 0.0)  # every pooled connection counts as idle
     try:
         with opened(f"{postgres_server}?table={unique_table}") as store:
             store.put("alice", make_token("kept"))

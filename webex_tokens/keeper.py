@@ -35,7 +35,6 @@ import time
 import warnings
 import webbrowser
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -505,6 +504,8 @@ class Keeper:
         """
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency!r}")
+        from concurrent.futures import ThreadPoolExecutor, as_completed  # only for many
+
         known = seen or {}
         pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="refresh")
         try:

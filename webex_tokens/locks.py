@@ -18,7 +18,6 @@ it, ``<file>.locks/`` (:func:`lock_directory`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -171,6 +170,8 @@ class AccountLocks:
 
     def slot_path(self, name: str) -> Path:
         """The lock file of ``name``'s slot."""
+        import hashlib  # here: loading OpenSSL costs every command, and only updates lock
+
         digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()
         return self.directory / f"{int.from_bytes(digest[:4], 'big') % self.SLOTS:04d}"
 

@@ -15,9 +15,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -36,6 +35,7 @@ __all__ = [
     "known_schemes",
     "open_store",
     "open_url",
+    "read_record_quickly",
     "registry",
 ]
 
@@ -44,10 +44,15 @@ ENTRY_POINT_GROUP: Final = "webex_tokens.backends"
 
 @dataclass(frozen=True)
 class BackendSpec:
-    """Where a backend class lives and what to install when it cannot be imported."""
+    """Where a backend class lives and what to install when it cannot be imported.
+
+    ``quick_read``, if any, is a function ``(url, name) -> record text or None`` that
+    reads one record without opening the store (see :func:`read_record_quickly`).
+    """
 
     target: str
     install: str | None = None
+    quick_read: str | None = None
 
 
 _SQL = "webex_tokens.backends.sql:SQLStore"
@@ -58,7 +63,9 @@ _BUILTIN: Final[dict[str, BackendSpec]] = {
     "file": BackendSpec("webex_tokens.backends.file:FileStore"),
     "fernet": BackendSpec("webex_tokens.backends.fernet:FernetStore", "pip install cryptography"),
     "keyring": BackendSpec("webex_tokens.backends.keyring:KeyringStore", "pip install keyring"),
-    "sqlite": BackendSpec(_SQL, "pip install sqlalchemy"),
+    "sqlite": BackendSpec(
+        _SQL, "pip install sqlalchemy", "webex_tokens.backends.sql._sqlite:quick_read"
+    ),
     "postgresql": BackendSpec(_SQL, "pip install 'webex-tokens[postgres]'"),
     "mysql": BackendSpec(_SQL, "pip install 'webex-tokens[mysql]'"),
     "mariadb": BackendSpec(_SQL, "pip install 'webex-tokens[mysql]'"),
@@ -80,6 +87,10 @@ _MISTAKES: Final = {
 
 
 def _plugins() -> dict[str, Any]:
+    # Imported here: importlib.metadata costs more than the rest of the registry, and
+    # only a scheme the built-ins do not know needs it.
+    from importlib.metadata import entry_points
+
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
@@ -154,6 +165,27 @@ def _import(target: str, install: str | None, scheme: str) -> type[Any]:
             f"{install or 'pip install webex-tokens'}"
         ) from None
     return cast(type[Any], getattr(module, attribute))
+
+
+def read_record_quickly(url: str, name: str) -> str | None:
+    """The record of ``name`` in the store at ``url``, read without opening the store,
+    where its backend can do that for a plain store at little cost (a SQLite file:
+    with ``sqlite3`` alone, without importing SQLAlchemy).
+
+    None whenever it cannot, for any reason (another backend, an option in the URL, no
+    such record, any failure): open the store then, which gives the full answer. Nothing
+    is checked or created, so only a caller that falls back to opening the store on None
+    may use this.
+    """
+    match = _SCHEME.match(url)
+    spec = _BUILTIN.get(match.group("scheme").lower()) if match else None
+    if spec is None or spec.quick_read is None:
+        return None
+    module_name, _, attribute = spec.quick_read.partition(":")
+    read: Callable[[str, str], str | None] = getattr(
+        importlib.import_module(module_name), attribute
+    )
+    return read(url, name)
 
 
 def open_url(url: str, *, create: bool = True) -> TokenStore:

@@ -8,7 +8,6 @@ is decided in :mod:`webex_tokens.settings`, which builds its objects from these.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import sys
@@ -19,11 +18,6 @@ from urllib.parse import quote, unquote, urlsplit
 
 from .errors import ConfigError
 from .store import redact_url
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on Python 3.10 only
-    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = [
     "INTEGRATION_KEYS",
@@ -96,6 +90,12 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(
             f"the settings file {path} is not UTF-8 text (line {line}); save it as UTF-8"
         ) from None
+    # Imported here, as difflib below: ``webex-tokens token`` with no settings file
+    # needs neither, and starts sooner without them.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
     try:
         document: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -350,6 +350,8 @@ class Problems:
         """Refuse a key of ``table`` that is not ``known``, suggesting the closest."""
         for key in table:
             if key not in known:
+                import difflib
+
                 close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
                 hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
                 raise self.error(f"unknown key {key!r} {where}; {hint}")

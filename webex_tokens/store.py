@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import stat
-import tempfile
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -467,6 +466,8 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
     with :func:`os.replace` and fsyncs the directory. ``mode``: the file's mode instead
     of 0600, set before the rename (for a file others must read, which holds no secret).
     """
+    import tempfile  # here: it imports shutil, random and more, which reads never need
+
     directory = path.parent
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -39,6 +38,8 @@ PERSONAL_TOKEN_LIFETIME: Final = timedelta(hours=12)
 
 def fingerprint(secret: str) -> str:
     """Return a short, non-reversible label for a secret, safe to log (``sha256:1a2b3c4d``)."""
+    import hashlib  # here: loading OpenSSL slows every start-up, and few need a label
+
     return "sha256:" + hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 

@@ -27,7 +27,7 @@ from stress_profile import FUZZ, record
 
 from webex_tokens.backends.file import FileStore
 from webex_tokens.backends.keyring import KeyringStore
-from webex_tokens.backends.sql import _parse_url
+from webex_tokens.backends.sql._url import parse_url
 from webex_tokens.callback import handle_callback_query, parse_callback_url
 from webex_tokens.errors import OAuthError, WebexTokensError
 from webex_tokens.registry import backend_class, open_url
@@ -226,8 +226,8 @@ def test_store_url_parsing() -> None:
             check(lambda: backend_class(raw), f"backend_class({raw!r})")
             check(lambda: FileStore.from_url("file:" + raw), f"FileStore.from_url(file:{raw!r})")
             check(lambda: KeyringStore.from_url("keyring://" + raw), f"keyring://{raw!r}")
-            check(lambda: _parse_url("sqlite:///" + raw), f"sqlite:///{raw!r}")
-            check(lambda: _parse_url(f"postgresql://{raw}"), f"postgresql://{raw!r}")
+            check(lambda: parse_url("sqlite:///" + raw), f"sqlite:///{raw!r}")
+            check(lambda: parse_url(f"postgresql://{raw}"), f"postgresql://{raw!r}")
             check(lambda: open_url(f"fernet+memory://?{raw}").close(), f"fernet+memory://?{raw!r}")
 
     run()

@@ -279,6 +279,41 @@ def leeway() -> float:
     return DEFAULT_LEEWAY
 
 
+def valid_token_quickly(settings: Settings, target: str | None, name: str) -> Token | None:
+    """``name``'s stored token when it is not due and its store can be read without
+    being opened (:func:`~webex_tokens.registry.read_record_quickly`: a plain SQLite
+    file, read without SQLAlchemy), so ``token`` can print it at once.
+
+    None for anything else (another store, no such token, a record that does not
+    decode, a token that is due): the command then goes through the keeper, which
+    opens the store, refreshes a due token and reports every problem. The keeper's
+    decisions are the ones used here: the same leeway and :func:`~webex_tokens.refresh.is_due`.
+
+    Raises:
+        ConfigError: ``target`` (or the default store) names no configured store.
+    """
+    import json
+
+    from ..errors import InvalidName
+    from ..refresh import is_due
+    from ..registry import read_record_quickly
+    from ..store import validate_name
+
+    try:
+        validate_name(name)
+    except InvalidName:
+        return None
+    url = target if target is not None and is_store_url(target) else settings.store_url(target)
+    record = read_record_quickly(url, name)
+    if record is None:
+        return None
+    try:
+        token = Token.from_dict(json.loads(record))
+    except (ValueError, InvalidToken, TypeError, RecursionError):
+        return None
+    return None if is_due(token, leeway()) else token
+
+
 def status(token: Token, leeway: float, *, refused: bool = False) -> str:
     """How ``token`` stands in ``list``: :func:`~webex_tokens.refresh.token_status`
     (``refused``: Webex refused its refresh token, as the refresh history remembers)."""

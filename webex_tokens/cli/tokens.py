@@ -105,6 +105,10 @@ def token(ctx: click.Context, name: str) -> None:
         curl -H "Authorization: Bearer $(webex-tokens token alice)" ...
     """
     current = state(ctx)
+    quick = engine.valid_token_quickly(current.settings(), current.target(), name)
+    if quick is not None:
+        click.echo(quick.access_token)
+        return
     with current.open_existing() as store:
         accounts = engine.keeper(store, current.settings())
         before = accounts.stored(name)

@@ -1,194 +1,46 @@
-"""SQL databases through SQLAlchemy 2 Core: SQLite, PostgreSQL, MySQL and MariaDB.
-
-All accounts live in one table (``webex_tokens`` unless ``?table=`` names another)::
-
-    name        primary key, up to 255 characters, compared byte for byte
-    data        the token record (JSON text, or ciphertext under Fernet)
-    version     1 on insert, bumped by every write
-    updated_at  when the row was last written (UTC)
-    expires_at  when the access token expires (UTC), or NULL
-
-The table is created on first use. On PostgreSQL and MySQL/MariaDB ``update`` runs in
-one transaction that holds the row's lock while ``fn`` runs (``SELECT ... FOR UPDATE``,
-after an insert-if-absent, so that two hosts creating the same account also queue up).
-SQLite can only lock the whole database, so there ``update`` holds a lock file of the
-account's (in ``<database>.locks/<table>/``) while ``fn`` runs and writes in a short
-``BEGIN IMMEDIATE`` transaction that first checks the row is still the one ``fn`` saw.
-Nothing is pickled: rows hold text only.
-"""
+"""The SQL store: transactions, reads and writes, and ``update``'s locking per database."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
-import re
+import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Final, TypeVar
-from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import URL, Connection, Dialect, Engine
-from sqlalchemy.exc import (
-    ArgumentError,
-    DBAPIError,
-    InterfaceError,
-    NoSuchModuleError,
-    OperationalError,
-)
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
-from ..errors import (
-    BackendUnavailable,
-    InvalidStoreURL,
-    LockTimeout,
-    StoreCorrupted,
-    StoreError,
-    StoreNotFound,
-    StoreUnavailable,
-)
-from ..locks import AccountLocks
-from ..private_files import prepare_private_file
-from ..registry import install_hint
-from ..store import (
+from ...errors import InvalidStoreURL, LockTimeout, StoreCorrupted, StoreError, StoreNotFound
+from ...locks import AccountLocks
+from ...store import (
     DEFAULT_LOCK_TIMEOUT,
-    MAX_NAME_LENGTH,
     BaseStore,
     Keep,
     Record,
     RecordChange,
     log_superseded,
-    redact_url,
 )
+from ._engine import create_engine
+from ._errors import DeadlockDetected, ErrorTranslator
+from ._schema import COLUMNS, DEFAULT_TABLE
+from ._sqlite import BUSY, SQLiteReader, create_private_file
+from ._table import MYSQL, make_table, now
+from ._url import DEFAULT_CONNECT_TIMEOUT, check_table_name, display_url, parse_url, seconds
 
-__all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_TABLE", "SQLStore"]
+__all__ = ["SQLStore"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger(__name__.rpartition(".")[0])  # the backend's logger
 
-DEFAULT_TABLE: Final = "webex_tokens"
-#: Seconds to wait for a database server to answer a new connection.
-DEFAULT_CONNECT_TIMEOUT: Final = 5.0
-
-_OPTIONS: Final = ("table", "lock_timeout", "connect_timeout")
-_TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_COLUMNS: Final = ("name", "data", "version", "updated_at", "expires_at")
-_MYSQL: Final = frozenset({"mysql", "mariadb"})
-#: A bare ``postgresql://`` or ``mysql://`` means the driver the extras install.
-_DEFAULT_DRIVERS: Final = {"postgresql": "psycopg", "mysql": "pymysql", "mariadb": "pymysql"}
-#: Import names of other drivers -> the package that provides them.
-_DRIVER_PACKAGES: Final = {
-    "MySQLdb": "mysqlclient",
-    "psycopg2": "psycopg2-binary",
-    "mariadb": "mariadb",
-    "asyncpg": "asyncpg",
-}
-_DEFAULT_PORTS: Final = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
-#: A pooled connection idle for longer than this is pinged before use (seconds).
-_PING_AFTER_IDLE: Final = 1.0
-#: Connections kept open in the pool, and the most open at once (one per thread).
-_POOL_SIZE: Final = 5
-_MAX_CONNECTIONS: Final = 64
-#: (database family, error code) pairs meaning "gave up waiting for a lock".
-_LOCK_TIMEOUT_CODES: Final = frozenset(
-    {("postgresql", "55P03"), ("mysql", 1205), ("sqlite", 5), ("sqlite", 6)}
-)
-#: ... and "chosen as the victim of a deadlock" (or a serialization failure).
-_DEADLOCK_CODES: Final = frozenset(
-    {("postgresql", "40P01"), ("postgresql", "40001"), ("mysql", 1213)}
-)
 #: How often ``update`` retries when the database broke a deadlock before ``fn`` ran.
 _DEADLOCK_ATTEMPTS: Final = 5
 
 _T = TypeVar("_T")
-
-
-# -- column types ----------------------------------------------------------------------
-
-
-class _Name(sa.types.TypeDecorator[str]):
-    """An account name, compared byte for byte so that case and trailing spaces count.
-
-    MySQL/MariaDB compare even ``utf8mb4_bin`` text with trailing spaces stripped, so
-    names are kept there as UTF-8 in ``VARBINARY``; PostgreSQL uses the ``C`` collation.
-    Either way the database orders names as Python sorts them.
-    """
-
-    impl = sa.String(MAX_NAME_LENGTH)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
-        if dialect.name in _MYSQL:
-            return dialect.type_descriptor(mysql.VARBINARY(4 * MAX_NAME_LENGTH))
-        if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.VARCHAR(MAX_NAME_LENGTH, collation="C"))
-        return dialect.type_descriptor(sa.String(MAX_NAME_LENGTH))
-
-    def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
-        if value is not None and dialect.name in _MYSQL:
-            return value.encode("utf-8")
-        return value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            return bytes(value).decode("utf-8")
-        return value  # type: ignore[no-any-return]
-
-
-class _UTCDateTime(sa.types.TypeDecorator[datetime]):
-    """An aware UTC timestamp on every database (stored naive in UTC where zones are unknown)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
-        if dialect.name in _MYSQL:
-            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
-        return dialect.type_descriptor(sa.DateTime(timezone=True))
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        value = value.astimezone(timezone.utc)
-        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)  # type: ignore[no-any-return]
-        return value.astimezone(timezone.utc)  # type: ignore[no-any-return]
-
-
-def _make_table(name: str) -> sa.Table:
-    return sa.Table(
-        name,
-        sa.MetaData(),
-        sa.Column("name", _Name(), primary_key=True),
-        sa.Column("data", sa.Text().with_variant(mysql.MEDIUMTEXT(), *_MYSQL), nullable=False),
-        sa.Column("version", sa.Integer(), nullable=False),
-        sa.Column("updated_at", _UTCDateTime(), nullable=False),
-        sa.Column("expires_at", _UTCDateTime(), nullable=True),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
-        mariadb_engine="InnoDB",
-        mariadb_charset="utf8mb4",
-    )
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-# -- the store ---------------------------------------------------------------------------
 
 
 class SQLStore(BaseStore):
@@ -232,19 +84,16 @@ class SQLStore(BaseStore):
     ) -> None:
         self._engine: Engine | None = None
         self._create = create
-        sa_url, options = _parse_url(url)
+        sa_url, options = parse_url(url)
         self.table_name: str = table if table is not None else options.get("table", DEFAULT_TABLE)
-        _check_table_name(self.table_name, url)
-        self.lock_timeout: float = _seconds(
+        check_table_name(self.table_name, url)
+        self.lock_timeout: float = seconds(
             url, "lock_timeout", lock_timeout, options, DEFAULT_LOCK_TIMEOUT
         )
-        self.connect_timeout: float = _seconds(
+        self.connect_timeout: float = seconds(
             url, "connect_timeout", connect_timeout, options, DEFAULT_CONNECT_TIMEOUT
         )
         self._backend = sa_url.get_backend_name()
-        self._password = sa_url.password
-        # Kept from the parsed URL: the shown one may not parse back (odd user names).
-        self._address = (sa_url.host, sa_url.port)
         self._memory = self._backend == "sqlite" and sa_url.database in (None, "", ":memory:")
         if self._backend == "sqlite" and not self._memory:
             path = Path(os.path.abspath(os.path.expanduser(str(sa_url.database))))
@@ -255,8 +104,8 @@ class SQLStore(BaseStore):
                 # shown as sqlite://, not sqlite:///%3Amemory%3A
                 sa_url = URL.create(sa_url.drivername, query=sa_url.query)
             self.path = None
-        self.url = _display_url(sa_url, self.table_name, self.lock_timeout, self.connect_timeout)
-        self._table = _make_table(self.table_name)
+        self.url = display_url(sa_url, self.table_name, self.lock_timeout, self.connect_timeout)
+        self._table = make_table(self.table_name)
         # Built once: building and cache-keying a statement costs more than a SQLite read.
         self._select_data = sa.select(self._table.c.data).where(
             self._table.c.name == sa.bindparam("name"), self._table.c.version > 0
@@ -300,9 +149,32 @@ class SQLStore(BaseStore):
             if self.path is not None
             else None
         )
+        # Reads of a SQLite file go through one sqlite3 connection kept open, without
+        # SQLAlchemy's pool and statement machinery, which cost more than the read.
+        self._reader = (
+            SQLiteReader(self.path, self.table_name, self.lock_timeout)
+            if self.path is not None
+            else None
+        )
         if self.path is not None:
-            self._create_private_file(self.path)
-        self._engine = self._create_engine(sa_url)
+            create_private_file(self.path, create=create)
+        self._errors_of = ErrorTranslator(
+            url=self.url,
+            backend=self._backend,
+            path=self.path,
+            password=sa_url.password,
+            # Kept from the parsed URL: the shown one may not parse back (odd user names).
+            address=(sa_url.host, sa_url.port),
+            lock_timeout=self.lock_timeout,
+            table=self.table_name,
+        )
+        self._engine = create_engine(
+            sa_url,
+            memory=self._memory,
+            lock_timeout=self.lock_timeout,
+            connect_timeout=self.connect_timeout,
+            errors=self._errors_of,
+        )
         try:
             self._prepare_table()
         except BaseException:
@@ -320,83 +192,6 @@ class SQLStore(BaseStore):
         return cls(url, create=create)
 
     # -- opening --------------------------------------------------------------------
-
-    def _create_private_file(self, path: Path) -> None:
-        """Create the SQLite file 0600 (its directory 0700) before SQLite opens it, and
-        refuse one that is a symlink, another user's, or in a directory others can write.
-
-        SQLite gives its journal files the mode of the database file, so they are
-        private too.
-        """
-        prepare_private_file(path, "SQLite database", create=self._create, error=StoreUnavailable)
-
-    def _create_engine(self, sa_url: URL) -> Engine:
-        connect_args: dict[str, Any] = {}
-        engine_args: dict[str, Any] = {}
-        driver = sa_url.get_driver_name()
-        whole_seconds = math.ceil(self.connect_timeout)
-        if self._memory:
-            connect_args["check_same_thread"] = False
-            engine_args["poolclass"] = StaticPool
-        else:
-            # Each thread in an update holds a connection (its row lock lives in that
-            # transaction) for as long as its function runs, e.g. a refresh over the
-            # network: let the pool grow to as many threads as `refresh --all` may run
-            # (beyond pool_size, connections are closed when given back).
-            engine_args["pool_size"] = _POOL_SIZE
-            engine_args["max_overflow"] = _MAX_CONNECTIONS - _POOL_SIZE
-        if self._backend == "sqlite":
-            connect_args["timeout"] = self.lock_timeout  # SQLite's busy timeout
-        elif driver == "pymysql":
-            # PyMySQL's connect_timeout covers only the TCP connect; its read timeout
-            # bounds the handshake with a server that accepts and then says nothing.
-            connect_args["connect_timeout"] = self.connect_timeout
-            connect_args["read_timeout"] = self.connect_timeout
-        elif driver in ("psycopg", "psycopg2", "mysqldb", "mariadbconnector"):
-            connect_args["connect_timeout"] = whole_seconds
-        elif driver == "pg8000":
-            connect_args["timeout"] = whole_seconds
-        if driver in ("pymysql", "mysqldb") and "charset" not in sa_url.query:
-            connect_args["charset"] = "utf8mb4"  # the full Unicode range, emoji included
-        try:
-            engine = sa.create_engine(sa_url, connect_args=connect_args, **engine_args)
-        except NoSuchModuleError:
-            raise BackendUnavailable(
-                f"SQLAlchemy has no driver {sa_url.drivername!r} for {self.url}; install the "
-                f"package that provides it, or write {self._backend}+"
-                f"{_DEFAULT_DRIVERS.get(self._backend, 'pysqlite')}:// after running: "
-                f"{install_hint(self._backend)}"
-            ) from None
-        except ImportError as exc:
-            missing = exc.name or str(exc)
-            if driver == _DEFAULT_DRIVERS.get(self._backend):
-                fix = install_hint(self._backend) or "pip install webex-tokens"
-            else:
-                default = _DEFAULT_DRIVERS.get(self._backend, driver)
-                package = _DRIVER_PACKAGES.get(missing, missing)
-                fix = f"pip install {package}, or use {self._backend}+{default}://"
-            raise BackendUnavailable(
-                f"the database driver {missing!r} for {self.url} is not installed; run: {fix}"
-            ) from None
-        except (ArgumentError, TypeError, ValueError) as exc:
-            raise InvalidStoreURL(
-                f"bad database URL {self.url} ({self._reason(exc)}); check it against the "
-                "forms in the documentation, e.g. postgresql+psycopg://USER@HOST:5432/DATABASE"
-            ) from None
-        if engine.dialect.is_async:
-            engine.dispose()
-            raise InvalidStoreURL(
-                f"{self.url} names an asyncio driver; webex-tokens needs a synchronous one, "
-                f"e.g. {self._backend}+{_DEFAULT_DRIVERS.get(self._backend, 'pysqlite')}://"
-            )
-        if self._backend != "sqlite":
-            _ping_idle_connections(engine)
-        if self._backend in _MYSQL:
-            lock_wait = max(1, math.ceil(self.lock_timeout))
-            _set_mysql_timeouts(engine, lock_wait, lock_wait + self.connect_timeout)
-        elif driver == "psycopg":
-            _bound_psycopg_waits(engine, self.lock_timeout + self.connect_timeout)
-        return engine
 
     def _prepare_table(self) -> None:
         if not self._create and not self._has_table():
@@ -418,7 +213,7 @@ class SQLStore(BaseStore):
             inspector = sa.inspect(connection)
             columns = {column["name"].lower() for column in inspector.get_columns(self.table_name)}
             primary_key = inspector.get_pk_constraint(self.table_name)["constrained_columns"]
-        missing = [column for column in _COLUMNS if column not in columns]
+        missing = [column for column in COLUMNS if column not in columns]
         if missing or [column.lower() for column in primary_key] != ["name"]:
             raise StoreCorrupted(
                 f"the table {self.table_name!r} in {self.url} already exists but is not a "
@@ -460,10 +255,10 @@ class SQLStore(BaseStore):
             try:
                 connection = self.engine.connect()
             except DBAPIError as exc:
-                raise self._connect_error(exc) from None
+                raise self._errors_of.connect_error(exc) from None
             except (TypeError, AttributeError) as exc:
                 # A driver option it cannot use: PyMySQL fails on ?charset=unknown this way.
-                raise self._option_error(str(exc)) from None
+                raise self._errors_of.option_error(str(exc)) from None
             except UnicodeError:
                 # PyMySQL sends the user name and password in Latin-1 and fails on the rest.
                 raise InvalidStoreURL(
@@ -526,71 +321,7 @@ class SQLStore(BaseStore):
         try:
             yield
         except DBAPIError as exc:
-            raise self._translate(exc, name) from None
-
-    def _reason(self, exc: BaseException) -> str:
-        original = getattr(exc, "orig", None) or exc
-        text = " ".join(str(original).split()) or type(original).__name__
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text[:300]
-
-    def _connect_error(self, exc: DBAPIError) -> StoreError:
-        reason = self._reason(exc)
-        if "invalid connection option" in reason or "invalid dsn" in reason.lower():
-            return self._option_error(reason)
-        if self._backend == "sqlite":
-            return StoreUnavailable(
-                f"cannot open the SQLite database {self.path or ':memory:'} ({reason}); check "
-                "that the file and its directory are readable and writable by this user"
-            )
-        return StoreUnavailable(
-            f"cannot connect to the token database {self.url} ({reason}); is the database "
-            f"server running and reachable at {self._host_port()}? check the host, port, "
-            "user, password and database name in the URL"
-        )
-
-    def _option_error(self, reason: str) -> InvalidStoreURL:
-        return InvalidStoreURL(
-            f"the database driver refused an option in {self.url} ({reason}); the store's own "
-            f"options are {', '.join(_OPTIONS)}, anything else goes to the driver: "
-            "check the spelling"
-        )
-
-    def _host_port(self) -> str:
-        host, port = self._address
-        return f"{host or 'localhost'}:{port or _DEFAULT_PORTS.get(self._backend, '')}"
-
-    def _translate(self, exc: DBAPIError, name: str | None) -> StoreError:
-        original = exc.orig
-        family = "mysql" if self._backend in _MYSQL else self._backend
-        code = (family, _error_code(original))
-        reason = self._reason(exc)
-        what = f"the token {name!r} in {self.url}" if name is not None else self.url
-        if code in _LOCK_TIMEOUT_CODES:
-            return LockTimeout(
-                f"another process held the lock on {what} for more than "
-                f"{self.lock_timeout:g} seconds; wait for it to finish, or raise the timeout "
-                "with ?lock_timeout=SECONDS"
-            )
-        if code in _DEADLOCK_CODES:
-            return _DeadlockDetected(
-                f"the database broke a deadlock while writing {what}; retry the operation"
-            )
-        if code == ("sqlite", 26):  # SQLITE_NOTADB
-            return StoreCorrupted(
-                f"{self.path} is not a SQLite database ({reason}); it was left untouched: "
-                "point the URL at another file"
-            )
-        if exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)):
-            return StoreUnavailable(
-                f"the token database {self.url} failed ({reason}); check that the server is "
-                "running and reachable and the disk is not full, then retry"
-            )
-        return StoreError(
-            f"the token database {self.url} refused the operation ({reason}); check that the "
-            f"URL's user may read and write the table {self.table_name!r}"
-        )
+            raise self._errors_of.translate(exc, name) from None
 
     # -- records ------------------------------------------------------------------------
 
@@ -598,7 +329,7 @@ class SQLStore(BaseStore):
         """Run a read, once more on a new connection if the pooled one had been dropped.
 
         Only connections idle for a while are pinged before use (see
-        :func:`_ping_idle_connections`); a server restart or a killed session shows up
+        :func:`._engine._ping_idle_connections`); a server restart or a killed session shows up
         here instead, and a read is always safe to repeat.
         """
         for attempt in (1, 2):
@@ -607,11 +338,19 @@ class SQLStore(BaseStore):
                     return run(connection)
             except DBAPIError as exc:
                 if attempt == 2 or not exc.connection_invalidated:
-                    raise self._translate(exc, name) from None
+                    raise self._errors_of.translate(exc, name) from None
                 log.debug("the connection to %s was dropped; reading again", self.url)
         raise AssertionError("unreachable")
 
     def _read(self, name: str) -> str | None:
+        reader = self._reader
+        if reader is not None:
+            try:
+                found = reader.read(name)
+            except sqlite3.Error as exc:
+                raise self._errors_of.translate(exc, name) from None
+            if found is not BUSY:
+                return found
         row = self._query(
             name, lambda connection: connection.execute(self._select_data, {"name": name}).first()
         )
@@ -623,7 +362,7 @@ class SQLStore(BaseStore):
             "name": name,
             "data": record.data,
             "version": 1,
-            "updated_at": _now(),
+            "updated_at": now(),
             "expires_at": record.expires_at,
         }
 
@@ -632,7 +371,7 @@ class SQLStore(BaseStore):
         return {
             "key": name,
             "data": record.data,
-            "updated_at": _now(),
+            "updated_at": now(),
             "expires_at": record.expires_at,
         }
 
@@ -652,7 +391,7 @@ class SQLStore(BaseStore):
                 .values(values)
                 .on_conflict_do_update(index_elements=[table.c.name], set_=changes)
             )
-        elif self._backend in _MYSQL:
+        elif self._backend in MYSQL:
             statement = mysql.insert(table).values(values).on_duplicate_key_update(changes)
         else:
             statement = (
@@ -699,7 +438,7 @@ class SQLStore(BaseStore):
             "name": name,
             "data": "",
             "version": 0,
-            "updated_at": _now(),
+            "updated_at": now(),
             "expires_at": None,
         }
         row: Any
@@ -708,7 +447,7 @@ class SQLStore(BaseStore):
             row = connection.execute(self._select_row, key).first()
             if row is None:
                 return None, False
-        elif self._backend in _MYSQL:
+        elif self._backend in MYSQL:
             # The no-op "update" takes an exclusive lock on an existing row; a shared one
             # (INSERT IGNORE) would let two waiters deadlock when upgrading.
             connection.execute(
@@ -757,7 +496,7 @@ class SQLStore(BaseStore):
                         else:
                             connection.execute(sa.insert(table).values(self._values(name, result)))
                 return
-            except _DeadlockDetected:
+            except DeadlockDetected:
                 # Retry only while ``change`` has not run: it may have refreshed a token,
                 # and must not do so twice.
                 if called or attempt == _DEADLOCK_ATTEMPTS:
@@ -849,6 +588,9 @@ class SQLStore(BaseStore):
         return True
 
     def _close(self) -> None:
+        reader, self._reader = self._reader, None  # reads go to the closed engine now
+        if reader is not None:
+            reader.close()
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -857,183 +599,3 @@ class SQLStore(BaseStore):
 def _row_state(row: Any) -> tuple[str, int] | None:
     """A row's data and version, to tell whether it changed between two reads."""
     return None if row is None else (str(row.data), int(row.version))
-
-
-class _DeadlockDetected(LockTimeout):
-    """The database chose this transaction as a deadlock victim (before ``fn`` ran)."""
-
-
-# -- URLs -------------------------------------------------------------------------------
-
-
-def _parse_url(url: str) -> tuple[URL, dict[str, str]]:
-    """Split ``url`` into the SQLAlchemy URL (our options removed, default drivers filled
-    in) and our options."""
-    if not isinstance(url, str):
-        raise InvalidStoreURL(f"a store URL must be text, not {type(url).__name__}")
-    try:
-        sa_url = sa.make_url(url)
-    except (ArgumentError, ValueError):
-        raise InvalidStoreURL(
-            f"{redact_url(url)!r} is not a database URL; write e.g. sqlite:///tokens.db or "
-            "postgresql+psycopg://USER@HOST/DATABASE"
-        ) from None
-    backend = sa_url.get_backend_name()
-    if backend not in ("sqlite", *_DEFAULT_DRIVERS):
-        raise InvalidStoreURL(
-            f"{redact_url(url)!r} names the database {backend!r}; webex-tokens supports "
-            "SQLite, PostgreSQL, MySQL and MariaDB"
-        )
-    if "+" not in sa_url.drivername and backend in _DEFAULT_DRIVERS:
-        sa_url = sa_url.set(drivername=f"{backend}+{_DEFAULT_DRIVERS[backend]}")
-    # SQLAlchemy drops blank values; read ours from the text so "?table=" is an error.
-    options = {
-        key: value
-        for key, value in parse_qsl(url.partition("?")[2], keep_blank_values=True)
-        if key in _OPTIONS
-    }
-    sa_url = sa_url.difference_update_query(_OPTIONS)
-    if backend == "sqlite":
-        if sa_url.query:
-            unknown = ", ".join(sorted(sa_url.query))
-            raise InvalidStoreURL(
-                f"unknown option {unknown} in {redact_url(url)!r}; the options of a SQLite "
-                f"store are {', '.join(_OPTIONS)}"
-            )
-        if "\x00" in (sa_url.database or ""):
-            raise InvalidStoreURL(
-                f"{redact_url(url)!r} names a file with a NUL character (%00) in its path; "
-                "write the path of the database file, e.g. sqlite:///tokens.db"
-            )
-        if sa_url.username or sa_url.password or sa_url.host or sa_url.port:
-            raise InvalidStoreURL(
-                f"{redact_url(url)!r} is not a SQLite URL; write sqlite:///relative/path.db, "
-                "sqlite:////absolute/path.db or sqlite:///~/tokens.db"
-            )
-    return sa_url, options
-
-
-def _display_url(sa_url: URL, table: str, lock_timeout: float, connect_timeout: float) -> str:
-    """The store's URL without its password, with the options that differ from defaults."""
-    options = {
-        "table": table if table != DEFAULT_TABLE else None,
-        "lock_timeout": f"{lock_timeout:g}" if lock_timeout != DEFAULT_LOCK_TIMEOUT else None,
-        "connect_timeout": (
-            f"{connect_timeout:g}" if connect_timeout != DEFAULT_CONNECT_TIMEOUT else None
-        ),
-    }
-    shown = sa_url.update_query_dict({key: value for key, value in options.items() if value})
-    return redact_url(shown.render_as_string(hide_password=True))
-
-
-def _check_table_name(table: object, url: str) -> None:
-    if not isinstance(table, str) or not _TABLE_NAME.match(table):
-        raise InvalidStoreURL(
-            f"the table name {table!r} for {redact_url(url)!r} is not allowed; use lower-case "
-            "letters, digits and underscores (at most 63, not starting with a digit), "
-            "e.g. ?table=webex_tokens_prod"
-        )
-
-
-def _seconds(
-    url: str, key: str, given: float | None, options: dict[str, str], default: float
-) -> float:
-    raw: object = given if given is not None else options.get(key, default)
-    try:
-        value = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise InvalidStoreURL(
-            f"{key} for {redact_url(url)!r} is {raw!r}; give a positive number of seconds, "
-            f"e.g. ?{key}={default:g}"
-        )
-    return value
-
-
-# -- dialect hooks ------------------------------------------------------------------------
-
-
-def _error_code(original: BaseException | None) -> str | int | None:
-    """The database's error code: a number on MySQL and SQLite, a SQLSTATE on PostgreSQL."""
-    if original is None:
-        return None
-    args = getattr(original, "args", ())
-    if args and isinstance(args[0], int):  # MySQL drivers: (errno, message)
-        return args[0]
-    sqlite_code = getattr(original, "sqlite_errorcode", None)
-    if isinstance(sqlite_code, int):
-        return sqlite_code & 0xFF  # extended codes keep the primary code in the low byte
-    sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
-    return str(sqlstate) if sqlstate else None
-
-
-def _ping_idle_connections(engine: Engine) -> None:
-    """Check a pooled connection before use if it sat idle, and replace it if it is dead.
-
-    A server restart, a proxy or a firewall drops idle connections; pinging only those
-    spares busy callers a round trip per operation (``pool_pre_ping`` pings every time).
-    """
-
-    @event.listens_for(engine, "checkin")
-    def _on_checkin(dbapi_connection: Any, record: Any) -> None:
-        record.info["webex_tokens_idle_since"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-        idle_since = record.info.get("webex_tokens_idle_since")
-        if idle_since is None or time.monotonic() - idle_since < _PING_AFTER_IDLE:
-            return
-        try:
-            alive = engine.dialect.do_ping(dbapi_connection)
-        except Exception:  # any failure to ping means a dead connection
-            alive = False
-        if not alive:
-            # The pool discards this connection and checks out (or opens) another.
-            raise sa.exc.DisconnectionError("the pooled connection is dead")
-
-
-def _bound_psycopg_waits(engine: Engine, limit: float) -> None:
-    """Make every wait for a PostgreSQL answer give up after ``limit`` seconds.
-
-    libpq has no read timeout: a server (or a proxy in front of it) that keeps the
-    connection open but stops answering would block a query forever. An answer may take
-    as long as the lock wait; past that plus a margin, the connection is closed, which
-    SQLAlchemy reports as a disconnect (:class:`StoreUnavailable`) and replaces.
-    """
-    import psycopg
-
-    found: type[Exception] | None = getattr(psycopg.errors, "_WaitTimeout", None)
-    if found is None:  # psycopg before 3.2 cannot bound a wait
-        return
-    wait_timeout: type[Exception] = found
-
-    class BoundedConnection(psycopg.Connection[Any]):
-        def wait(self, gen: Any, interval: Any = None, timeout: float | None = None) -> Any:
-            options = {} if interval is None else {"interval": interval}
-            try:
-                return super().wait(gen, timeout=limit if timeout is None else timeout, **options)
-            except wait_timeout:
-                self.pgconn.finish()
-                raise psycopg.OperationalError(
-                    f"the server sent no answer within {limit:g} seconds"
-                ) from None
-
-    @event.listens_for(engine, "do_connect")
-    def _on_connect(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
-        return BoundedConnection.connect(*cargs, **cparams)
-
-
-def _set_mysql_timeouts(engine: Engine, lock_wait: int, read_timeout: float) -> None:
-    """Make InnoDB give up waiting for a row lock after ``lock_wait`` (whole) seconds, and
-    let a query's answer take that long plus a margin once the handshake is done."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, record: Any) -> None:
-        if hasattr(dbapi_connection, "_read_timeout"):  # PyMySQL
-            dbapi_connection._read_timeout = read_timeout
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {int(lock_wait)}")
-        finally:
-            cursor.close()
