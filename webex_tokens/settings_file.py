@@ -15,10 +15,10 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 from .errors import ConfigError
-from .store import redact_url
+from .urls import is_store_url, is_variable_name, looks_like_key, scheme_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,7 +34,6 @@ __all__ = [
     "check_integration_table",
     "check_store_table",
     "read_toml",
-    "shown_url",
 ]
 
 #: The settings file's name, in the current directory and the user config directory.
@@ -52,7 +51,6 @@ INTEGRATION_KEYS: Final = (
 )
 
 _STORE_NAME: Final = re.compile(r"[A-Za-z0-9._-]+")
-_ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Built-in schemes that are not SQL: ``table`` means nothing to them.
 _NOT_SQL: Final = ("memory", "file", "keyring")
 
@@ -88,15 +86,6 @@ def read_toml(path: Path) -> dict[str, Any]:
     return document
 
 
-def shown_url(url: str) -> str:
-    """``url`` without its password (a URL with no host, like sqlite:///x.db, has none)."""
-    try:
-        has_host = bool(urlsplit(url).netloc)
-    except ValueError:
-        return "<unparsable URL>"
-    return redact_url(url) if has_host else url
-
-
 def check_store_table(name: str, table: Any, problems: Problems) -> tuple[str, str | None]:
     """Check ``[stores.NAME]``; return its URL (with the table's options folded into the
     query, ready for ``open_store``) and its description.
@@ -104,8 +93,6 @@ def check_store_table(name: str, table: Any, problems: Problems) -> tuple[str, s
     Raises:
         ConfigError: a bad name, key or value; the message names the section.
     """
-    from .registry import is_store_url, scheme_of
-
     where = f"[stores.{name}]"
     if not _STORE_NAME.fullmatch(name):
         raise problems.error(
@@ -128,6 +115,12 @@ def check_store_table(name: str, table: Any, problems: Problems) -> tuple[str, s
             f"the url in {where} is not a store URL; write e.g. sqlite:///tokens.db, "
             "file:///path/tokens.json or keyring://"
         )
+    if looks_like_key(url.partition("?")[2]):
+        raise problems.error(
+            f"the url in {where} holds what looks like a Fernet key in its options, and keys "
+            "never go in the settings file; put the key in an environment variable named by "
+            "key_env, or in a chmod 600 file named by key_file"
+        )
     description = table.get("description")
     if description is not None:
         problems.check_text(description, f"description in {where}")
@@ -141,10 +134,15 @@ def check_store_table(name: str, table: Any, problems: Problems) -> tuple[str, s
         problems.check_text(value, f"{key} in {where}")
         if not encrypted:
             raise problems.error(
-                f"{key} in {where} applies only to encrypted stores; write the url as "
-                f"fernet+{shown_url(url)} or remove {key}"
+                f"{key} in {where} applies only to encrypted stores; put fernet+ before "
+                f"the url or remove {key}"
             )
-        if key == "key_env" and not _ENV_NAME.fullmatch(value):
+        if key == "key_file" and looks_like_key(value):
+            raise problems.error(
+                f"key_file in {where} holds what looks like a Fernet key, not a path; write "
+                "the key into a chmod 600 file and give that file's path"
+            )
+        if key == "key_env" and not is_variable_name(value):
             raise problems.error(
                 f"key_env in {where} must be the name of an environment variable (such as "
                 "WEBEX_TOKENS_PROD_KEY), never the key itself"
@@ -218,7 +216,7 @@ def check_integration_table(section: dict[str, Any], problems: Problems) -> dict
         if key in section:
             problems.check_text(section[key], f"{key} in [integration]")
     secret_env = section.get("client_secret_env")
-    if secret_env is not None and not _ENV_NAME.fullmatch(secret_env):
+    if secret_env is not None and not is_variable_name(secret_env):
         raise problems.error(
             "client_secret_env in [integration] must be the name of an environment variable "
             "(such as WEBEX_CLIENT_SECRET), never the secret itself"

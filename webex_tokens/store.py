@@ -28,11 +28,11 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol, TypeVar, runtime_checkable
-from urllib.parse import urlsplit
 
 from .errors import InvalidName, InvalidToken, StoreCorrupted, StoreError
 from .locks import DEFAULT_LOCK_TIMEOUT, ensure_private_dir, interprocess_lock
 from .token import Token
+from .urls import redact_url
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
@@ -166,26 +166,6 @@ def validate_name(name: object) -> str:
         if unicodedata.category(char) in ("Cc", "Cs"):
             raise InvalidName(f"account name holds the control character {char!r}; remove it")
     return name
-
-
-_PASSWORD_IN_NETLOC = re.compile(r"^(?P<user>[^:@/]*):[^@/]*@")
-_SECRET_QUERY = re.compile(r"(?i)(^|&)((?:password|passwd|pwd|key|secret|token)=)[^&]*")
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any password (and secret-looking query value) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    netloc = _PASSWORD_IN_NETLOC.sub(r"\g<user>:***@", parts.netloc)
-    query = _SECRET_QUERY.sub(r"\1\2***", parts.query)
-    # Edit the text in place: urlunsplit would turn sqlite:///x.db into sqlite:/x.db.
-    if netloc != parts.netloc:
-        url = url.replace("//" + parts.netloc, "//" + netloc, 1)
-    if query != parts.query:
-        url = url.replace("?" + parts.query, "?" + query, 1)
-    return url
 
 
 def log_superseded(url: str, name: str) -> None:
@@ -442,7 +422,7 @@ class BaseStore(ABC):
         self.close()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r})"
+        return f"{type(self).__name__}({redact_url(self.url)!r})"
 
 
 # -- durable files ---------------------------------------------------------------------

@@ -33,7 +33,8 @@ from cryptography.fernet import Fernet, MultiFernet
 from cryptography.fernet import InvalidToken as FernetInvalidToken
 
 from ..errors import DecryptionError, InvalidStoreURL, StoreCorrupted
-from ..store import BaseStore, Keep, Record, RecordChange, redact_url
+from ..store import BaseStore, Keep, Record, RecordChange
+from ..urls import is_variable_name, looks_like_key, redact_url, shown_url, variable_expected
 
 __all__ = ["DEFAULT_KEY_ENV", "FernetStore", "generate_key", "rotate_keys"]
 
@@ -89,8 +90,7 @@ class FernetStore(BaseStore):
                 f"FernetStore wraps a BaseStore, not {type(inner).__name__}; "
                 "open the inner store with webex_tokens.open_store() or a backend class"
             )
-        if key_env is not None and key_file is not None:
-            raise InvalidStoreURL("give the Fernet keys by key_env or by key_file, not both")
+        _check_key_source(key_env, key_file)
         self.inner = inner
         self._key_env = key_env or DEFAULT_KEY_ENV
         self._key_file = Path(os.path.expanduser(key_file)) if key_file is not None else None
@@ -146,25 +146,26 @@ class FernetStore(BaseStore):
 
         if not url[: len(_PREFIX)].lower() == _PREFIX:
             raise InvalidStoreURL(
-                f"{redact_url(url)!r} is not an encrypted store URL; write fernet+<store URL>, "
+                f"{shown_url(url)} is not an encrypted store URL; write fernet+<store URL>, "
                 "e.g. fernet+file:///var/lib/app/tokens.json"
             )
         inner_url, options = _take_key_options(url, url[len(_PREFIX) :])
         if not is_store_url(inner_url):
             raise InvalidStoreURL(
-                f"{redact_url(url)!r} wraps no store; write fernet+<store URL>, "
+                f"{shown_url(url)} wraps no store; write fernet+<store URL>, "
                 "e.g. fernet+file:///var/lib/app/tokens.json"
             )
         if inner_url[: len(_PREFIX)].lower() == _PREFIX:
             raise InvalidStoreURL(
-                f"{redact_url(url)!r} encrypts twice; use a single fernet+ prefix "
+                f"{shown_url(url)} encrypts twice; use a single fernet+ prefix "
                 "(list several keys in one key source to rotate)"
             )
+        _check_key_source(options.get("key_env"), options.get("key_file"))
         inner = open_url(inner_url)
         if not isinstance(inner, BaseStore):
             inner.close()
             raise InvalidStoreURL(
-                f"the store {redact_url(inner_url)!r} does not work on records, so "
+                f"the store {shown_url(inner_url)} does not work on records, so "
                 "fernet+ cannot wrap it; encrypt a built-in backend instead"
             )
         try:
@@ -336,6 +337,25 @@ def rotate_keys(store: FernetStore) -> int:
     return rotated
 
 
+def _check_key_source(key_env: str | None, key_file: str | os.PathLike[str] | None) -> None:
+    """Refuse a key source that holds a key instead of naming where keys are (never
+    showing what it holds).
+
+    Raises:
+        InvalidStoreURL: both sources, a ``key_env`` that is no variable name, or a
+            ``key_file`` shaped like a key.
+    """
+    if key_env is not None and key_file is not None:
+        raise InvalidStoreURL("give the Fernet keys by key_env or by key_file, not both")
+    if key_env is not None and not is_variable_name(key_env):
+        raise InvalidStoreURL(variable_expected("key_env", "the fernet+ store"))
+    if key_file is not None and looks_like_key(os.fspath(key_file)):
+        raise InvalidStoreURL(
+            "the option key_file of the fernet+ store holds what looks like a Fernet key, "
+            "not a path; write the key into a chmod 600 file and give that file's path"
+        )
+
+
 def _split_keys(keys: str | bytes | Sequence[str | bytes]) -> list[bytes]:
     if isinstance(keys, (str, bytes)):
         text = keys.decode("ascii", "replace") if isinstance(keys, bytes) else keys
@@ -379,14 +399,14 @@ def _take_key_options(url: str, inner_url: str) -> tuple[str, dict[str, str]]:
             )
         if key in _KEY_OPTIONS:
             if key in options:
-                raise InvalidStoreURL(f"{key} appears twice in {redact_url(url)!r}; keep one")
+                raise InvalidStoreURL(f"{key} appears twice in {shown_url(url)}; keep one")
             if not value:
-                raise InvalidStoreURL(f"{key} in {redact_url(url)!r} is empty; give a value")
+                raise InvalidStoreURL(f"{key} in {shown_url(url)} is empty; give a value")
             options[key] = unquote(value)
         elif field:
             kept.append(field)
     if len(options) > 1:
         raise InvalidStoreURL(
-            f"{redact_url(url)!r} names both key_env and key_file; keep the one that holds the keys"
+            f"{shown_url(url)} names both key_env and key_file; keep the one that holds the keys"
         )
     return base + ("?" + "&".join(kept) if kept else ""), options

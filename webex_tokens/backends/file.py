@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import stat
 import threading
@@ -32,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 from ..errors import InvalidStoreURL, StoreCorrupted, StoreError
 from ..locks import AccountLocks
@@ -50,6 +49,7 @@ from ..store import (
     read_private_file,
     remove_stale_temp_files,
 )
+from ..urls import UrlOptions, shown_url
 
 __all__ = ["LEGACY_ACCOUNT", "FileStore"]
 
@@ -107,7 +107,9 @@ class FileStore(BaseStore):
         The query may set ``lock_timeout`` (seconds).
         """
         if not url.startswith("file:"):
-            raise InvalidStoreURL(f"not a file store URL: {url!r}")
+            raise InvalidStoreURL(
+                f"{shown_url(url)} is not a file store URL; write file:///path.json"
+            )
         rest, _, query = url[len("file:") :].partition("?")
         if rest.startswith("//"):
             host, slash, path = rest[2:].partition("/")
@@ -117,21 +119,21 @@ class FileStore(BaseStore):
                 rest = slash + path
             else:
                 raise InvalidStoreURL(
-                    f"file store URL {url!r} names the host {host!r}; write "
+                    f"file store URL {shown_url(url)} names a host; write "
                     "file:///absolute/path.json, file:relative/path.json or file://~/path.json"
                 )
         path = unquote(rest)
         if not path or path.endswith("/"):
             raise InvalidStoreURL(
-                f"file store URL {url!r} has no file name; write e.g. file:///var/lib/app/tokens.json"
+                f"file store URL {shown_url(url)} has no file name; write e.g. file:///var/lib/app/tokens.json"
             )
         if "\x00" in path:
             raise InvalidStoreURL(
-                f"file store URL {url!r} holds a NUL character (%00) in its path; "
+                f"file store URL {shown_url(url)} holds a NUL character (%00) in its path; "
                 "write the path of the token file, e.g. file:///var/lib/app/tokens.json"
             )
-        options = _parse_options(url, query)
-        return cls(path, **options)
+        options = UrlOptions(url, query, ("lock_timeout",))
+        return cls(path, lock_timeout=options.seconds("lock_timeout", DEFAULT_LOCK_TIMEOUT))
 
     # -- the document -------------------------------------------------------------
 
@@ -361,24 +363,3 @@ class _Edit:
     done: bool = False
     result: Any = None
     error: BaseException | None = None
-
-
-def _parse_options(url: str, query: str) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for key, values in parse_qs(query, keep_blank_values=True).items():
-        if key == "lock_timeout":
-            try:
-                options["lock_timeout"] = float(values[-1])
-            except ValueError:
-                raise InvalidStoreURL(
-                    f"lock_timeout in {url!r} must be a number of seconds, e.g. ?lock_timeout=30"
-                ) from None
-            if not 0 < options["lock_timeout"] < math.inf:
-                raise InvalidStoreURL(
-                    f"lock_timeout in {url!r} must be positive and finite, e.g. ?lock_timeout=30"
-                )
-        else:
-            raise InvalidStoreURL(
-                f"unknown option {key!r} in file store URL {url!r}; the only option is lock_timeout"
-            )
-    return options

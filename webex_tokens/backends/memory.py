@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from ..errors import InvalidStoreURL
 from ..store import BaseStore, Keep, Record, RecordChange, log_superseded
+from ..urls import shown_url
 
 __all__ = ["MemoryStore"]
 
@@ -40,7 +41,7 @@ class MemoryStore(BaseStore):
         parts = urlsplit(url)
         if parts.scheme != "memory" or parts.path not in ("", "/") or parts.query:
             raise InvalidStoreURL(
-                f"bad memory store URL {url!r}; write memory:// or memory://LABEL"
+                f"bad memory store URL {shown_url(url)}; write memory:// or memory://LABEL"
             )
         label = parts.netloc
         if not label:

@@ -67,6 +67,7 @@ from ..store import (
     log_superseded,
     redact_url,
 )
+from ..urls import shown_url
 
 __all__ = ["DEFAULT_CONNECT_TIMEOUT", "DEFAULT_TABLE", "SQLStore"]
 
@@ -77,7 +78,7 @@ DEFAULT_TABLE: Final = "webex_tokens"
 DEFAULT_CONNECT_TIMEOUT: Final = 5.0
 
 _OPTIONS: Final = ("table", "lock_timeout", "connect_timeout")
-_TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_TABLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _COLUMNS: Final = ("name", "data", "version", "updated_at", "expires_at")
 _MYSQL: Final = frozenset({"mysql", "mariadb"})
 #: A bare ``postgresql://`` or ``mysql://`` means the driver the extras install.
@@ -373,7 +374,10 @@ class SQLStore(BaseStore):
         if driver in ("pymysql", "mysqldb") and "charset" not in sa_url.query:
             connect_args["charset"] = "utf8mb4"  # the full Unicode range, emoji included
         try:
-            engine = sa.create_engine(sa_url, connect_args=connect_args, **engine_args)
+            # hide_parameters: SQLAlchemy's logs and errors never show the token records.
+            engine = sa.create_engine(
+                sa_url, connect_args=connect_args, hide_parameters=True, **engine_args
+            )
         except NoSuchModuleError:
             raise BackendUnavailable(
                 f"SQLAlchemy has no driver {sa_url.drivername!r} for {self.url}; install the "
@@ -883,13 +887,13 @@ def _parse_url(url: str) -> tuple[URL, dict[str, str]]:
         sa_url = sa.make_url(url)
     except (ArgumentError, ValueError):
         raise InvalidStoreURL(
-            f"{redact_url(url)!r} is not a database URL; write e.g. sqlite:///tokens.db or "
+            f"{shown_url(url)} is not a database URL; write e.g. sqlite:///tokens.db or "
             "postgresql+psycopg://USER@HOST/DATABASE"
         ) from None
     backend = sa_url.get_backend_name()
     if backend not in ("sqlite", *_DEFAULT_DRIVERS):
         raise InvalidStoreURL(
-            f"{redact_url(url)!r} names the database {backend!r}; webex-tokens supports "
+            f"{shown_url(url)} names the database {backend!r}; webex-tokens supports "
             "SQLite, PostgreSQL, MySQL and MariaDB"
         )
     if "+" not in sa_url.drivername and backend in _DEFAULT_DRIVERS:
@@ -905,17 +909,17 @@ def _parse_url(url: str) -> tuple[URL, dict[str, str]]:
         if sa_url.query:
             unknown = ", ".join(sorted(sa_url.query))
             raise InvalidStoreURL(
-                f"unknown option {unknown} in {redact_url(url)!r}; the options of a SQLite "
+                f"unknown option {unknown} in {shown_url(url)}; the options of a SQLite "
                 f"store are {', '.join(_OPTIONS)}"
             )
         if "\x00" in (sa_url.database or ""):
             raise InvalidStoreURL(
-                f"{redact_url(url)!r} names a file with a NUL character (%00) in its path; "
+                f"{shown_url(url)} names a file with a NUL character (%00) in its path; "
                 "write the path of the database file, e.g. sqlite:///tokens.db"
             )
         if sa_url.username or sa_url.password or sa_url.host or sa_url.port:
             raise InvalidStoreURL(
-                f"{redact_url(url)!r} is not a SQLite URL; write sqlite:///relative/path.db, "
+                f"{shown_url(url)} is not a SQLite URL; write sqlite:///relative/path.db, "
                 "sqlite:////absolute/path.db or sqlite:///~/tokens.db"
             )
     return sa_url, options
@@ -935,9 +939,9 @@ def _display_url(sa_url: URL, table: str, lock_timeout: float, connect_timeout: 
 
 
 def _check_table_name(table: object, url: str) -> None:
-    if not isinstance(table, str) or not _TABLE_NAME.match(table):
+    if not isinstance(table, str) or not _TABLE_NAME.fullmatch(table):
         raise InvalidStoreURL(
-            f"the table name {table!r} for {redact_url(url)!r} is not allowed; use lower-case "
+            f"the table name for {shown_url(url)} is not allowed; use lower-case "
             "letters, digits and underscores (at most 63, not starting with a digit), "
             "e.g. ?table=webex_tokens_prod"
         )
@@ -953,7 +957,7 @@ def _seconds(
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise InvalidStoreURL(
-            f"{key} for {redact_url(url)!r} is {raw!r}; give a positive number of seconds, "
+            f"{key} for {shown_url(url)} is not a positive number of seconds; write "
             f"e.g. ?{key}={default:g}"
         )
     return value
