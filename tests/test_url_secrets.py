@@ -293,3 +293,10 @@ def test_sqlalchemy_logs_and_errors_hold_no_token(
         assert_hidden(error, "S3cretAccess", token.refresh_token or "-")
     logged = caplog.text + "".join(str(record.args) for record in caplog.records)
     assert "S3cretAccess" not in logged
+
+
+def test_the_old_shown_url_of_settings_file_warns_and_redacts() -> None:
+    from webex_tokens import settings_file
+
+    with pytest.warns(DeprecationWarning, match="webex_tokens.urls.redact_url"):
+        assert settings_file.shown_url(f"sqlite:///t.db?key={SECRET}") == "sqlite:///t.db?key=***"

@@ -12,13 +12,14 @@ import difflib
 import math
 import re
 import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote, unquote
 
 from .errors import ConfigError
-from .urls import is_store_url, is_variable_name, looks_like_key, scheme_of
+from .urls import is_store_url, is_variable_name, looks_like_key, redact_url, scheme_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,6 +35,7 @@ __all__ = [
     "check_integration_table",
     "check_store_table",
     "read_toml",
+    "shown_url",
 ]
 
 #: The settings file's name, in the current directory and the user config directory.
@@ -84,6 +86,21 @@ def read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"the settings file {path} is not valid TOML: {exc}") from None
     return document
+
+
+def shown_url(url: str) -> str:
+    """``url`` without its secrets.
+
+    .. deprecated::
+        Use :func:`webex_tokens.urls.redact_url`, which this calls; it hides secrets in
+        host-less URLs too (``sqlite:///t.db?key=...``), which this used to show.
+    """
+    warnings.warn(
+        "webex_tokens.settings_file.shown_url is deprecated; use webex_tokens.urls.redact_url",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return redact_url(url)
 
 
 def check_store_table(name: str, table: Any, problems: Problems) -> tuple[str, str | None]:
