@@ -6,30 +6,26 @@ methods validate their arguments, turn tokens into records and back, and never l
 backend see a bad name. Records are JSON text; wrappers such as encryption work on
 records, so they wrap any backend.
 
-The shared mechanisms live here once: name validation (:func:`validate_name`), URL
-redaction (:func:`redact_url`) and durable file writing (:func:`atomic_write`); the
-cross-process locks are in :mod:`webex_tokens.locks`.
+Name validation (:func:`validate_name`) lives here once. Store URLs are read and shown
+by :mod:`webex_tokens.urls` (``redact_url`` is re-exported here), the cross-process
+locks are in :mod:`webex_tokens.locks`, and durable files in
+:mod:`webex_tokens.backends.files`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import re
-import stat
-import tempfile
 import unicodedata
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
-from .errors import InvalidName, InvalidToken, StoreCorrupted, StoreError
+from .errors import InvalidName, InvalidToken, StoreCorrupted
 from .locks import DEFAULT_LOCK_TIMEOUT, ensure_private_dir, interprocess_lock
 from .token import Token
 from .urls import redact_url
@@ -44,7 +40,6 @@ __all__ = [
     "RecordChange",
     "TokenStore",
     "TokenUpdate",
-    "atomic_write",
     "ensure_private_dir",
     "interprocess_lock",
     "log_superseded",
@@ -425,86 +420,28 @@ class BaseStore(ABC):
         return f"{type(self).__name__}({redact_url(self.url)!r})"
 
 
-# -- durable files ---------------------------------------------------------------------
+#: Helpers that moved to :mod:`webex_tokens.backends.files`; still importable from here.
+_MOVED: Final = frozenset(
+    {
+        "atomic_write",
+        "fsync_directory",
+        "glob_escape",
+        "json_loads_strict",
+        "read_private_file",
+        "remove_stale_temp_files",
+    }
+)
 
 
-def fsync_directory(directory: Path) -> None:
-    """Flush a directory entry change (a rename) to disk, where the platform allows."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        warnings.warn(
+            f"webex_tokens.store.{name} moved to webex_tokens.backends.files.{name}; "
+            "import it from there",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from .backends import files
 
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new content.
-
-    Writes a 0600 temp file in the same directory, fsyncs it, renames it over ``path``
-    with :func:`os.replace` and fsyncs the directory.
-    """
-    directory = path.parent
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as temp:
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-    fsync_directory(directory)
-
-
-def remove_stale_temp_files(path: Path) -> None:
-    """Delete temp files a killed writer of ``path`` left behind (call under the lock)."""
-    for leftover in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
-        with contextlib.suppress(OSError):
-            leftover.unlink()
-
-
-def glob_escape(text: str) -> str:
-    """Escape glob metacharacters in a literal file name."""
-    return re.sub(r"([*?\[])", r"[\1]", text)
-
-
-def read_private_file(path: Path) -> bytes | None:
-    """Read ``path`` without following a symlink; None if it does not exist.
-
-    Raises:
-        StoreError: ``path`` is a symlink or not a regular file.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if path.is_symlink():
-            raise StoreError(
-                f"refusing to read {path}: it is a symlink; point the store at the real file"
-            ) from None
-        raise StoreError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise StoreError(f"{path} is not a regular file; point the store at a file")
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def json_loads_strict(data: bytes | str) -> Any:
-    """Parse JSON, refusing NaN/Infinity, which the JSON standard does not allow."""
-
-    def reject(constant: str) -> Any:
-        raise ValueError(f"invalid JSON constant {constant}")
-
-    return json.loads(data, parse_constant=reject)
+        return getattr(files, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

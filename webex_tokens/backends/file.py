@@ -41,15 +41,12 @@ from ..store import (
     Keep,
     Record,
     RecordChange,
-    atomic_write,
     ensure_private_dir,
     interprocess_lock,
-    json_loads_strict,
     log_superseded,
-    read_private_file,
-    remove_stale_temp_files,
 )
 from ..urls import UrlOptions, shown_url
+from .files import atomic_write, json_loads_strict, read_private_file, remove_stale_temp_files
 
 __all__ = ["LEGACY_ACCOUNT", "FileStore"]
 
