@@ -14,6 +14,7 @@ locks are in :mod:`webex_tokens.locks`, and durable files in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import unicodedata
@@ -38,6 +39,7 @@ __all__ = [
     "Keep",
     "Record",
     "RecordChange",
+    "Snapshot",
     "TokenStore",
     "TokenUpdate",
     "ensure_private_dir",
@@ -186,6 +188,20 @@ class Record:
     expires_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """A record as an optimistic update read it (see :meth:`BaseStore._snapshot`).
+
+    Attributes:
+        data: the record text, or None when there was none.
+        version: what the backend compares to tell whether the record changed since (the
+            stored object, a row version, ...); opaque to everything else.
+    """
+
+    data: str | None
+    version: object = None
+
+
 class Keep:
     """Type of :data:`KEEP`: an update that leaves the record exactly as it is."""
 
@@ -216,14 +232,28 @@ _DECODED_LIMIT: Final = 256
 class BaseStore(ABC):
     """Base class of the built-in backends: validation and token coding in one place.
 
-    Subclasses implement the record-level methods. ``_update_record`` must run the read,
-    the call of ``change`` and the write as one exclusive step.
+    A backend implements the record hooks: ``_read``, ``_write``, ``_remove`` and
+    ``_iter_names``, and makes ``update`` exclusive in one of two ways:
+
+    - **optimistic** (the file and memory stores): implement ``_account_lock``,
+      ``_snapshot`` and ``_write_if_unchanged``, and the update written here once takes
+      the account's lock, reads a snapshot, runs the caller's function outside any write
+      lock, and writes only if the record is still the snapshot (else a ``put`` or
+      ``delete`` landed meanwhile, which stands, and the dropped write is logged);
+    - **its own way** (row locks, leases): override ``_update_record``, which must run
+      the read, the call of ``change`` and the write as one exclusive step.
+
+    ``_iter_records`` and ``_update_records`` are optional fast paths; the defaults are
+    correct, only slower. Wrappers (``fernet+``) and bulk work (``migrate``) use the
+    public record layer: :meth:`read_record`, :meth:`write_record`,
+    :meth:`iter_records`, :meth:`update_record`, :meth:`update_records` and
+    :meth:`update_many`.
     """
 
     url: str = ""
     _decoded: dict[str, tuple[str, Token]] | None = None  # see get()
 
-    # -- the record interface backends implement --------------------------------
+    # -- the record hooks backends implement ------------------------------------
 
     @abstractmethod
     def _read(self, name: str) -> str | None:
@@ -241,9 +271,42 @@ class BaseStore(ABC):
     def _iter_names(self) -> Iterable[str]:
         """Yield every stored name, in any order."""
 
-    @abstractmethod
     def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
-        """Read ``name``, call ``change`` with it and apply the result, exclusively."""
+        """Read ``name``, call ``change`` with it and apply the result, exclusively.
+
+        The optimistic update, over the three hooks below: ``change`` runs under the
+        account's lock only, so updates of other accounts go on meanwhile, and its
+        result is written only if the record is still the one it was given.
+        """
+        with self._account_lock(name):
+            snapshot = self._snapshot(name)
+            result = change(snapshot.data)
+            if isinstance(result, Keep):
+                return
+            if not self._write_if_unchanged(name, snapshot, result):
+                log_superseded(self.url, name)
+
+    def _account_lock(self, name: str) -> contextlib.AbstractContextManager[object]:
+        """The lock that makes updates of ``name`` exclusive, across threads and
+        processes (hook of the optimistic update)."""
+        raise self._no_update()
+
+    def _snapshot(self, name: str) -> Snapshot:
+        """The record of ``name`` as the update's function will see it, with whatever the
+        backend needs to tell later whether it changed (hook of the optimistic update)."""
+        raise self._no_update()
+
+    def _write_if_unchanged(self, name: str, snapshot: Snapshot, record: Record | None) -> bool:
+        """Atomically: if the record of ``name`` is still ``snapshot``, write ``record``
+        (None deletes) and return True; else write nothing and return False (hook of
+        the optimistic update)."""
+        raise self._no_update()
+
+    def _no_update(self) -> NotImplementedError:
+        return NotImplementedError(
+            f"{type(self).__name__} implements neither _update_record nor the hooks of the "
+            "optimistic update (_account_lock, _snapshot, _write_if_unchanged)"
+        )
 
     def _iter_records(self) -> Iterator[tuple[str, str]]:
         """Yield ``(name, record text)`` pairs; backends that can stream override this."""
@@ -358,7 +421,7 @@ class BaseStore(ABC):
         self._update_record(name, self._token_change(name, fn, outcome))
         return outcome[-1] if outcome else None
 
-    def _update_many(self, updates: Sequence[tuple[str, TokenUpdate]]) -> list[Token | None] | None:
+    def update_many(self, updates: Sequence[tuple[str, TokenUpdate]]) -> list[Token | None] | None:
         """Like :meth:`update` for several distinct names, as one atomic step.
 
         Much faster than one ``update`` per name where the backend can batch (one lock
@@ -366,19 +429,18 @@ class BaseStore(ABC):
 
         Returns:
             what each ``fn`` returned, in order; or None, having called no ``fn`` and
-            written nothing, if the backend cannot batch (update name by name instead).
+            written nothing, if the backend cannot batch or a name appears twice
+            (update name by name instead).
 
         Raises:
             as :meth:`update`; if a ``fn`` raises, nothing of the batch is written.
         """
         outcomes: list[list[Token | None]] = [[] for _ in updates]
         changes = [
-            (validate_name(name), self._token_change(name, fn, outcome))
+            (name, self._token_change(name, fn, outcome))
             for (name, fn), outcome in zip(updates, outcomes, strict=True)
         ]
-        if len({name for name, _ in changes}) != len(changes):
-            return None
-        if not self._update_records(changes):
+        if not self.update_records(changes):
             return None
         return [outcome[-1] if outcome else None for outcome in outcomes]
 
@@ -400,6 +462,67 @@ class BaseStore(ABC):
             return self._encode(new)
 
         return change
+
+    # -- the record layer: for wrappers and bulk work ---------------------------------
+
+    def read_record(self, name: str) -> str | None:
+        """The record stored under ``name`` (JSON text, or ciphertext under ``fernet+``),
+        or None; nothing is decoded.
+
+        Raises:
+            InvalidName: ``name`` is not a valid account name.
+            StoreError: the store cannot be read.
+        """
+        return self._read(validate_name(name))
+
+    def write_record(self, name: str, record: Record) -> None:
+        """Store ``record`` under ``name``, replacing any previous one, as ``put`` does.
+
+        Raises:
+            InvalidName: ``name`` is not a valid account name.
+            StoreError: the store cannot be written.
+        """
+        self._write(validate_name(name), record)
+
+    def iter_records(self) -> Iterator[tuple[str, str]]:
+        """Yield ``(name, record)`` for every account, in name order, streaming where the
+        backend can.
+
+        Raises:
+            StoreError: the store cannot be read.
+        """
+        return self._iter_records()
+
+    def update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
+        """Like :meth:`update`, on records: call ``change`` with the record of ``name``
+        (or None) and apply what it returns (a :class:`Record`, None to delete, or
+        :data:`KEEP` to write nothing), as one step exclusive for the account.
+
+        Raises:
+            InvalidName: ``name`` is not a valid account name.
+            LockTimeout: another writer held the lock for longer than the timeout.
+            StoreError: the store cannot be read (``change`` is not called) or written.
+        """
+        self._update_record(validate_name(name), change)
+
+    def update_records(
+        self, changes: Sequence[tuple[str, Callable[[str | None], RecordChange]]]
+    ) -> bool:
+        """:meth:`update_record` for several distinct names as one atomic step (one
+        lock, one transaction or one write of a file), where the backend can.
+
+        Returns:
+            True when done; False, having called no ``change`` and written nothing, if
+            the backend cannot batch or a name appears twice (update one by one then).
+
+        Raises:
+            as :meth:`update_record`; if a ``change`` raises, nothing of the batch is
+            written.
+        """
+        names = [validate_name(name) for name, _ in changes]
+        if len(set(names)) != len(names):
+            return False
+        return self._update_records(changes)
 
     def close(self) -> None:
         """Release the store's resources; the store cannot be used afterwards."""

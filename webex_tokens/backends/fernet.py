@@ -1,4 +1,4 @@
-"""``fernet+<url>``: Fernet encryption wrapped around any store built on :class:`BaseStore`.
+"""``fernet+<url>``: Fernet encryption wrapped around any token store.
 
 :class:`FernetStore` is a decorator, not a backend: it encrypts each record before the
 inner store writes it and decrypts it after the inner store reads it, so locking,
@@ -33,7 +33,8 @@ from cryptography.fernet import Fernet, MultiFernet
 from cryptography.fernet import InvalidToken as FernetInvalidToken
 
 from ..errors import DecryptionError, InvalidStoreURL, StoreCorrupted
-from ..store import BaseStore, Keep, Record, RecordChange
+from ..records import records_of
+from ..store import BaseStore, Keep, Record, RecordChange, TokenStore
 from ..urls import is_variable_name, looks_like_key, redact_url, shown_url, variable_expected
 
 __all__ = ["DEFAULT_KEY_ENV", "FernetStore", "generate_key", "rotate_keys"]
@@ -63,7 +64,9 @@ class FernetStore(BaseStore):
     """Fernet encryption around another store (``fernet+file:///path/tokens.json``).
 
     Args:
-        inner: the store that keeps the ciphertext; any :class:`BaseStore`.
+        inner: the store that keeps the ciphertext, through its record layer: any
+            :class:`BaseStore`, or any :class:`TokenStore` (see
+            :func:`~webex_tokens.records.records_of`: correct, but slower).
         keys: the keys themselves (a comma-separated string or a sequence), first key
             encrypting. When omitted they are read from ``key_file`` if given, else from
             the environment variable ``key_env``.
@@ -74,22 +77,23 @@ class FernetStore(BaseStore):
     Raises:
         DecryptionError: no key is available, a key is malformed or the key file is
             readable by other users. The message names the key source, never a key.
-        TypeError: ``inner`` is not a :class:`BaseStore`.
+        TypeError: ``inner`` is not a token store.
     """
 
     def __init__(
         self,
-        inner: BaseStore,
+        inner: TokenStore,
         keys: str | bytes | Sequence[str | bytes] | None = None,
         *,
         key_env: str | None = None,
         key_file: str | os.PathLike[str] | None = None,
     ) -> None:
-        if not isinstance(inner, BaseStore):
+        if not isinstance(inner, TokenStore):
             raise TypeError(
-                f"FernetStore wraps a BaseStore, not {type(inner).__name__}; "
+                f"FernetStore wraps a token store, not {type(inner).__name__}; "
                 "open the inner store with webex_tokens.open_store() or a backend class"
             )
+        inner = records_of(inner)
         _check_key_source(key_env, key_file)
         self.inner = inner
         self._key_env = key_env or DEFAULT_KEY_ENV
@@ -139,7 +143,7 @@ class FernetStore(BaseStore):
 
         Raises:
             InvalidStoreURL: the URL holds a key, names two key sources, wraps nothing,
-                or wraps a store that cannot be encrypted.
+                or wraps a fernet+ store.
             DecryptionError: the key source is missing, empty or unsafe.
         """
         from ..registry import is_store_url, open_url
@@ -162,12 +166,6 @@ class FernetStore(BaseStore):
             )
         _check_key_source(options.get("key_env"), options.get("key_file"))
         inner = open_url(inner_url)
-        if not isinstance(inner, BaseStore):
-            inner.close()
-            raise InvalidStoreURL(
-                f"the store {shown_url(inner_url)} does not work on records, so "
-                "fernet+ cannot wrap it; encrypt a built-in backend instead"
-            )
         try:
             return cls(inner, **options)
         except BaseException:
@@ -262,33 +260,33 @@ class FernetStore(BaseStore):
     def _seal(self, name: str, record: Record) -> Record:
         return Record(self._encrypt(name, record.data), record.expires_at)
 
-    # -- records, delegated to the inner store --------------------------------------
+    # -- records, delegated to the inner store's record layer -------------------------
 
     def _read(self, name: str) -> str | None:
-        return self._decrypt(name, self.inner._read(name))
+        return self._decrypt(name, self.inner.read_record(name))
 
     def _write(self, name: str, record: Record) -> None:
-        self.inner._write(name, self._seal(name, record))
+        self.inner.write_record(name, self._seal(name, record))
 
     def _remove(self, name: str) -> bool:
-        return self.inner._remove(name)
+        return self.inner.delete(name)
 
     def _iter_names(self) -> Iterable[str]:
-        return self.inner._iter_names()
+        return self.inner.names()
 
     def _iter_records(self) -> Iterator[tuple[str, str]]:
-        for name, ciphertext in self.inner._iter_records():
+        for name, ciphertext in self.inner.iter_records():
             data = self._decrypt(name, ciphertext)
             if data is not None:
                 yield name, data
 
     def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
-        self.inner._update_record(name, self._encrypted(name, change))
+        self.inner.update_record(name, self._encrypted(name, change))
 
     def _update_records(
         self, changes: Sequence[tuple[str, Callable[[str | None], RecordChange]]]
     ) -> bool:
-        return self.inner._update_records(
+        return self.inner.update_records(
             [(name, self._encrypted(name, change)) for name, change in changes]
         )
 

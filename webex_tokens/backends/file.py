@@ -22,6 +22,7 @@ on the first write.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -41,9 +42,9 @@ from ..store import (
     Keep,
     Record,
     RecordChange,
+    Snapshot,
     ensure_private_dir,
     interprocess_lock,
-    log_superseded,
 )
 from ..urls import UrlOptions, shown_url
 from .files import atomic_write, json_loads_strict, read_private_file, remove_stale_temp_files
@@ -310,29 +311,32 @@ class FileStore(BaseStore):
                 self._save(tokens)
         return True
 
-    def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
-        # ``change`` may wait on the network (a refresh): it runs under the account's lock
-        # only, so updates of other accounts go on meanwhile; the file lock is taken for
-        # the write alone.
-        with self._account_locks.account(name):
-            stored = self._load().get(name)
-            result = change(self._text(name, stored))
-            if isinstance(result, Keep):
-                return
-            value = None if result is None else self._value(result)
+    # -- the optimistic update's hooks (see BaseStore._update_record) ------------------
 
-            def write(tokens: dict[str, Any]) -> tuple[None, bool]:
-                # Compared as values: the same token may be written with its keys in
-                # another order by another process.
-                if tokens.get(name) != stored:
-                    log_superseded(self.url, name)
-                    return None, False
-                if value is None:
-                    return None, tokens.pop(name, None) is not None
-                tokens[name] = value
-                return None, True
+    def _account_lock(self, name: str) -> contextlib.AbstractContextManager[object]:
+        # The update's function may wait on the network (a refresh): it runs under the
+        # account's lock only, so updates of other accounts go on meanwhile; the file
+        # lock is taken for the write alone.
+        return self._account_locks.account(name)
 
-            self._edit(write)
+    def _snapshot(self, name: str) -> Snapshot:
+        stored = self._load().get(name)
+        return Snapshot(self._text(name, stored), stored)
+
+    def _write_if_unchanged(self, name: str, snapshot: Snapshot, record: Record | None) -> bool:
+        value = None if record is None else self._value(record)
+
+        def write(tokens: dict[str, Any]) -> tuple[bool, bool]:
+            # Compared as values: the same token may be written with its keys in another
+            # order by another process.
+            if tokens.get(name) != snapshot.version:
+                return False, False
+            if value is None:
+                return True, tokens.pop(name, None) is not None
+            tokens[name] = value
+            return True, True
+
+        return bool(self._edit(write))
 
 
 #: Keys sorted, no indent: the C encoder, which ``indent`` would turn off.
