@@ -119,11 +119,11 @@ def test_a_batch_waits_for_updates_in_flight(tmp_path: Path, scheme: str) -> Non
                 return make_token("migrated")
 
             with pytest.raises(LockTimeout, match="updates of some accounts"):
-                store._update_many([("alice", replace), ("bob", replace)])
+                store.update_many([("alice", replace), ("bob", replace)])
             assert store.get("bob") is None
             release.set()
             holder.join(30)
-            assert store._update_many([("alice", replace), ("bob", replace)]) is not None
+            assert store.update_many([("alice", replace), ("bob", replace)]) is not None
             assert [store.get(name) for name in ("alice", "bob")] == [make_token("migrated")] * 2
     finally:
         release.set()

@@ -133,3 +133,25 @@ def test_lazy_functions_survive_the_import_of_every_submodule() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "atomic_write",
+        "fsync_directory",
+        "glob_escape",
+        "json_loads_strict",
+        "read_private_file",
+        "remove_stale_temp_files",
+    ],
+)
+def test_file_helpers_moved_from_store_still_import_with_a_warning(name: str) -> None:
+    import webex_tokens.store
+    from webex_tokens.backends import files
+
+    with pytest.warns(DeprecationWarning, match=f"webex_tokens.backends.files.{name}"):
+        moved = getattr(webex_tokens.store, name)
+    assert moved is getattr(files, name)
+    with pytest.raises(AttributeError):
+        webex_tokens.store.no_such_helper  # noqa: B018

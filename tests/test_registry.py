@@ -93,12 +93,12 @@ def test_lock_timeout_option(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("file://example.com/tokens.json", "names the host 'example.com'; write file:///"),
+        ("file://example.com/tokens.json", "names a host; write file:///"),
         ("file:", "has no file name; write e.g. file:///"),
         ("file:///var/lib/app/", "has no file name"),
         ("file://~/", "has no file name"),
-        ("file:///tmp/t.json?timeout=3", "unknown option 'timeout'.*only option is lock_timeout"),
-        ("file:///tmp/t.json?lock_timeout=soon", r"number of seconds, e.g. \?lock_timeout=30"),
+        ("file:///tmp/t.json?timeout=3", "option 'timeout'.*unknown.*options.* are lock_timeout"),
+        ("file:///tmp/t.json?lock_timeout=soon", r"seconds; write e.g. \?lock_timeout=\d+"),
         ("file:///tmp/t.json?lock_timeout=", "lock_timeout.*number of seconds"),
         ("file:///tmp/t.json?lock_timeout=0", "lock_timeout.*positive"),
         ("file:///tmp/t.json?lock_timeout=-3", "lock_timeout.*positive"),

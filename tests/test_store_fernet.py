@@ -264,7 +264,7 @@ def test_a_record_that_decrypts_to_garbage_is_corrupted(key: str) -> None:
 
 
 def test_only_record_stores_can_be_wrapped() -> None:
-    with pytest.raises(TypeError, match="wraps a BaseStore"):
+    with pytest.raises(TypeError, match="wraps a token store"):
         FernetStore(object(), KEY_A)  # type: ignore[arg-type]
 
 

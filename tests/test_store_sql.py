@@ -425,7 +425,8 @@ def test_foreign_sqlite_table_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "table", ["bad;name", "Tokens", "1abc", "x" * 64, "a-b", "", "webex tokens", "ü"]
+    "table",
+    ["bad;name", "Tokens", "1abc", "x" * 64, "a-b", "", "webex tokens", "ü", "x%0A", "x%0D%0A"],
 )
 def test_bad_table_name_is_refused(tmp_path: Path, table: str) -> None:
     with pytest.raises(InvalidStoreURL, match=r"lower-case letters, digits and underscores"):

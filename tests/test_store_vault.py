@@ -471,7 +471,7 @@ def test_plain_http_beyond_this_machine_is_warned_about_once(
         ("vault+https://h/secret/../x", r"no empty, '\.' or '\.\.' parts"),
         ("vault+https://h/secret//x", r"no empty"),
         ("vault+https://h/secret/a b", r"letters, digits"),
-        ("vault+https://h/secret/tokens?namspace=x", r"unknown option 'namspace'"),
+        ("vault+https://h/secret/tokens?namspace=x", r"option 'namspace'.* is unknown"),
         ("vault+https://h/secret/tokens?namespace=", r"namespace .* is empty"),
         ("vault+https://h/secret/tokens?lease_ttl=abc", r"lease_ttl.*positive number"),
         ("vault+https://h:99999/secret/tokens", r"not a Vault URL"),

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from .backends.files import atomic_write, json_loads_strict
 from .errors import InvalidBundle, InvalidToken
-from .store import atomic_write, json_loads_strict
 from .token import Token
 
 __all__ = [

@@ -54,10 +54,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import platformdirs
 
+from .backends.files import atomic_write, read_private_file
 from .errors import InvalidToken, StoreCorrupted, StoreError
 from .locks import ensure_private_dir
-from .store import TokenStore, atomic_write, read_private_file, redact_url, validate_name
+from .store import TokenStore, validate_name
 from .token import Token
+from .urls import redact_url
 
 if TYPE_CHECKING:
     from .backends.fernet import FernetStore

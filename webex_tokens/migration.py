@@ -321,7 +321,7 @@ class _Step:
             for (name, token), sink in zip(batch, decisions, strict=True)
         ]
         try:
-            written = self.target._update_many(updates)
+            written = self.target.update_many(updates)
         except _FATAL:
             raise
         except WebexTokensError as exc:

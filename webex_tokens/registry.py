@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from .errors import BackendUnavailable, InvalidStoreURL
-from .store import TokenStore, redact_url
+from .store import TokenStore
+from .urls import is_store_url, scheme_of, shown_url
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -37,6 +37,7 @@ __all__ = [
     "open_url",
     "read_record_quickly",
     "registry",
+    "scheme_of",
 ]
 
 ENTRY_POINT_GROUP: Final = "webex_tokens.backends"
@@ -77,7 +78,6 @@ _BUILTIN: Final[dict[str, BackendSpec]] = {
 #: The built-in schemes, read-only. Plugins come from entry points.
 registry: Final[Mapping[str, BackendSpec]] = MappingProxyType(_BUILTIN)
 
-_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*):")
 _MISTAKES: Final = {
     "postgres": "write postgresql+psycopg://USER@HOST/DB (SQLAlchemy does not accept postgres://)",
     "sqlite3": "write sqlite:///path/to/tokens.db",
@@ -97,26 +97,6 @@ def _plugins() -> dict[str, Any]:
 def known_schemes() -> list[str]:
     """Every scheme that can be opened here: built-ins and installed plugins, sorted."""
     return sorted(set(_BUILTIN) | set(_plugins()))
-
-
-def is_store_url(target: str) -> bool:
-    """True if ``target`` looks like a URL (``scheme:...``) rather than a store name."""
-    return _SCHEME.match(target) is not None
-
-
-def scheme_of(url: str) -> str:
-    """The base scheme of ``url``: ``postgresql`` for ``postgresql+psycopg://...``.
-
-    Raises:
-        InvalidStoreURL: ``url`` has no scheme.
-    """
-    match = _SCHEME.match(url) if isinstance(url, str) else None
-    if match is None:
-        raise InvalidStoreURL(
-            f"{redact_url(url) if isinstance(url, str) else url!r} is not a store URL; "
-            "write e.g. sqlite:///tokens.db, file:///path/tokens.json or keyring://"
-        )
-    return match.group("scheme").split("+", 1)[0].lower()
 
 
 def install_hint(url_or_scheme: str) -> str | None:
@@ -148,7 +128,7 @@ def backend_class(url: str) -> type[Any]:
             ) from None
     hint = _MISTAKES.get(scheme)
     raise InvalidStoreURL(
-        f"unknown store scheme {scheme!r} in {redact_url(url)!r}"
+        f"unknown store scheme {scheme!r} in {shown_url(url)}"
         + (f": {hint}" if hint else "")
         + f"; known schemes: {', '.join(known_schemes())}"
     )
@@ -177,8 +157,7 @@ def read_record_quickly(url: str, name: str) -> str | None:
     is checked or created, so only a caller that falls back to opening the store on None
     may use this.
     """
-    match = _SCHEME.match(url)
-    spec = _BUILTIN.get(match.group("scheme").lower()) if match else None
+    spec = _BUILTIN.get(scheme_of(url)) if is_store_url(url) else None
     if spec is None or spec.quick_read is None:
         return None
     module_name, _, attribute = spec.quick_read.partition(":")

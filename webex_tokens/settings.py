@@ -75,9 +75,9 @@ from .settings_file import (
     check_named_integration,
     check_store_table,
     read_toml,
-    shown_url,
 )
 from .store import validate_name
+from .urls import is_store_url, redact_url
 
 __all__ = [
     "ACCOUNT_ENV",
@@ -141,7 +141,7 @@ class StoreSettings:
     description: str | None = None
 
     def __repr__(self) -> str:
-        return f"StoreSettings(name={self.name!r}, url={shown_url(self.url)!r})"
+        return f"StoreSettings(name={self.name!r}, url={redact_url(self.url)!r})"
 
 
 def default_store_url() -> str:
@@ -189,7 +189,7 @@ class StoreChoice:
     @property
     def label(self) -> str:
         """How to name the store to a person: its configured name, else its URL (redacted)."""
-        return self.name if self.name is not None else shown_url(self.url)
+        return self.name if self.name is not None else redact_url(self.url)
 
     @property
     def is_default(self) -> bool:
@@ -198,7 +198,7 @@ class StoreChoice:
 
     def __repr__(self) -> str:
         return (
-            f"StoreChoice(url={shown_url(self.url)!r}, source={self.source.value!r}, "
+            f"StoreChoice(url={redact_url(self.url)!r}, source={self.source.value!r}, "
             f"name={self.name!r})"
         )
 
@@ -235,6 +235,19 @@ class Settings:
         """Every integration: the default one and each ``[integrations.NAME]``."""
         return Integrations(self.integration, self.named_integrations)
 
+    def __repr__(self) -> str:
+        # URLs shown redacted (a store URL may hold a password); no secret of the
+        # integration is in its repr.
+        def shown(target: str | None) -> str | None:
+            return redact_url(target) if target is not None and is_store_url(target) else target
+
+        return (
+            f"Settings(stores={self.stores!r}, default_store={shown(self.default_store)!r}, "
+            f"integration={self.integration!r}, path={self.path!r}, "
+            f"store_override={shown(self.store_override)!r}, "
+            f"account_override={self.account_override!r})"
+        )
+
     # -- the store ---------------------------------------------------------------------
 
     def choose_store(self, target: str | None = None) -> StoreChoice:
@@ -250,8 +263,6 @@ class Settings:
                 ``default_store`` gives) is neither a URL nor a configured store; the
                 message lists the configured names.
         """
-        from .registry import is_store_url
-
         if target is not None:
             source = StoreSource.ARGUMENT
         elif self.store_override:
@@ -447,8 +458,6 @@ def _parse(document: dict[str, Any], path: Path | None, env: _Environment) -> Se
 
     default_store = document.get("default_store")
     if default_store is not None:
-        from .registry import is_store_url
-
         problems.check_text(default_store, "default_store")
         if not is_store_url(default_store) and default_store not in stores:
             known = ", ".join(stores) or "none"

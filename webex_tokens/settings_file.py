@@ -11,13 +11,14 @@ from __future__ import annotations
 import math
 import re
 import sys
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 from .errors import ConfigError
-from .store import redact_url
+from .urls import is_store_url, is_variable_name, looks_like_key, redact_url, scheme_of
 
 __all__ = [
     "INTEGRATION_KEYS",
@@ -61,7 +62,6 @@ NAMED_INTEGRATION_KEYS: Final = (
 )
 
 _STORE_NAME: Final = re.compile(r"[A-Za-z0-9._-]+")
-_ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Built-in schemes that are not SQL: ``table`` means nothing to them.
 _NOT_SQL: Final = ("memory", "file", "keyring")
 
@@ -104,12 +104,18 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def shown_url(url: str) -> str:
-    """``url`` without its password (a URL with no host, like sqlite:///x.db, has none)."""
-    try:
-        has_host = bool(urlsplit(url).netloc)
-    except ValueError:
-        return "<unparsable URL>"
-    return redact_url(url) if has_host else url
+    """``url`` without its secrets.
+
+    .. deprecated::
+        Use :func:`webex_tokens.urls.redact_url`, which this calls; it hides secrets in
+        host-less URLs too (``sqlite:///t.db?key=...``), which this used to show.
+    """
+    warnings.warn(
+        "webex_tokens.settings_file.shown_url is deprecated; use webex_tokens.urls.redact_url",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return redact_url(url)
 
 
 def check_store_table(name: str, table: Any, problems: Problems) -> tuple[str, str | None]:
@@ -119,8 +125,6 @@ def check_store_table(name: str, table: Any, problems: Problems) -> tuple[str, s
     Raises:
         ConfigError: a bad name, key or value; the message names the section.
     """
-    from .registry import is_store_url, scheme_of
-
     where = f"[stores.{name}]"
     if not _STORE_NAME.fullmatch(name):
         raise problems.error(
@@ -143,6 +147,12 @@ def check_store_table(name: str, table: Any, problems: Problems) -> tuple[str, s
             f"the url in {where} is not a store URL; write e.g. sqlite:///tokens.db, "
             "file:///path/tokens.json or keyring://"
         )
+    if looks_like_key(url.partition("?")[2]):
+        raise problems.error(
+            f"the url in {where} holds what looks like a Fernet key in its options, and keys "
+            "never go in the settings file; put the key in an environment variable named by "
+            "key_env, or in a chmod 600 file named by key_file"
+        )
     description = table.get("description")
     if description is not None:
         problems.check_text(description, f"description in {where}")
@@ -156,10 +166,15 @@ def check_store_table(name: str, table: Any, problems: Problems) -> tuple[str, s
         problems.check_text(value, f"{key} in {where}")
         if not encrypted:
             raise problems.error(
-                f"{key} in {where} applies only to encrypted stores; write the url as "
-                f"fernet+{shown_url(url)} or remove {key}"
+                f"{key} in {where} applies only to encrypted stores; put fernet+ before "
+                f"the url or remove {key}"
             )
-        if key == "key_env" and not _ENV_NAME.fullmatch(value):
+        if key == "key_file" and looks_like_key(value):
+            raise problems.error(
+                f"key_file in {where} holds what looks like a Fernet key, not a path; write "
+                "the key into a chmod 600 file and give that file's path"
+            )
+        if key == "key_env" and not is_variable_name(value):
             raise problems.error(
                 f"key_env in {where} must be the name of an environment variable (such as "
                 "WEBEX_TOKENS_PROD_KEY), never the key itself"
@@ -298,7 +313,7 @@ def _check_integration(
         if key in section:
             problems.check_text(section[key], f"{key} in {where}")
     secret_env = section.get("client_secret_env")
-    if secret_env is not None and not _ENV_NAME.fullmatch(secret_env):
+    if secret_env is not None and not is_variable_name(secret_env):
         raise problems.error(
             f"client_secret_env in {where} must be the name of an environment variable "
             "(such as WEBEX_CLIENT_SECRET), never the secret itself"

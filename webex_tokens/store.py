@@ -6,9 +6,10 @@ methods validate their arguments, turn tokens into records and back, and never l
 backend see a bad name. Records are JSON text; wrappers such as encryption work on
 records, so they wrap any backend.
 
-The shared mechanisms live here once: name validation (:func:`validate_name`), URL
-redaction (:func:`redact_url`) and durable file writing (:func:`atomic_write`); the
-cross-process locks are in :mod:`webex_tokens.locks`.
+Name validation (:func:`validate_name`) lives here once. Store URLs are read and shown
+by :mod:`webex_tokens.urls` (``redact_url`` is re-exported here), the cross-process
+locks are in :mod:`webex_tokens.locks`, and durable files in
+:mod:`webex_tokens.backends.files`.
 """
 
 from __future__ import annotations
@@ -16,23 +17,19 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import re
-import stat
 import unicodedata
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol, TypeVar, runtime_checkable
-from urllib.parse import urlsplit
 
-from .errors import InvalidName, InvalidToken, StoreCorrupted, StoreError
-from .locks import DEFAULT_LOCK_TIMEOUT, interprocess_lock
-from .private_files import check_owned, ensure_private_dir, file_error
+from .errors import InvalidName, InvalidToken, StoreCorrupted
+from .locks import DEFAULT_LOCK_TIMEOUT, ensure_private_dir, interprocess_lock
 from .token import Token
+from .urls import redact_url
 
 __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
@@ -42,9 +39,9 @@ __all__ = [
     "Keep",
     "Record",
     "RecordChange",
+    "Snapshot",
     "TokenStore",
     "TokenUpdate",
-    "atomic_write",
     "ensure_private_dir",
     "interprocess_lock",
     "log_superseded",
@@ -168,26 +165,6 @@ def validate_name(name: object) -> str:
     return name
 
 
-_PASSWORD_IN_NETLOC = re.compile(r"^(?P<user>[^:@/]*):[^@/]*@")
-_SECRET_QUERY = re.compile(r"(?i)(^|&)((?:password|passwd|pwd|key|secret|token)=)[^&]*")
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any password (and secret-looking query value) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    netloc = _PASSWORD_IN_NETLOC.sub(r"\g<user>:***@", parts.netloc)
-    query = _SECRET_QUERY.sub(r"\1\2***", parts.query)
-    # Edit the text in place: urlunsplit would turn sqlite:///x.db into sqlite:/x.db.
-    if netloc != parts.netloc:
-        url = url.replace("//" + parts.netloc, "//" + netloc, 1)
-    if query != parts.query:
-        url = url.replace("?" + parts.query, "?" + query, 1)
-    return url
-
-
 def log_superseded(url: str, name: str) -> None:
     """Note an ``update`` whose write was dropped because a ``put`` or ``delete`` of the
     same account landed while its function ran: that later write stands, as if the
@@ -209,6 +186,20 @@ class Record:
 
     data: str
     expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A record as an optimistic update read it (see :meth:`BaseStore._snapshot`).
+
+    Attributes:
+        data: the record text, or None when there was none.
+        version: what the backend compares to tell whether the record changed since (the
+            stored object, a row version, ...); opaque to everything else.
+    """
+
+    data: str | None
+    version: object = None
 
 
 class Keep:
@@ -241,14 +232,28 @@ _DECODED_LIMIT: Final = 256
 class BaseStore(ABC):
     """Base class of the built-in backends: validation and token coding in one place.
 
-    Subclasses implement the record-level methods. ``_update_record`` must run the read,
-    the call of ``change`` and the write as one exclusive step.
+    A backend implements the record hooks: ``_read``, ``_write``, ``_remove`` and
+    ``_iter_names``, and makes ``update`` exclusive in one of two ways:
+
+    - **optimistic** (the file and memory stores): implement ``_account_lock``,
+      ``_snapshot`` and ``_write_if_unchanged``, and the update written here once takes
+      the account's lock, reads a snapshot, runs the caller's function outside any write
+      lock, and writes only if the record is still the snapshot (else a ``put`` or
+      ``delete`` landed meanwhile, which stands, and the dropped write is logged);
+    - **its own way** (row locks, leases): override ``_update_record``, which must run
+      the read, the call of ``change`` and the write as one exclusive step.
+
+    ``_iter_records`` and ``_update_records`` are optional fast paths; the defaults are
+    correct, only slower. Wrappers (``fernet+``) and bulk work (``migrate``) use the
+    public record layer: :meth:`read_record`, :meth:`write_record`,
+    :meth:`iter_records`, :meth:`update_record`, :meth:`update_records` and
+    :meth:`update_many`.
     """
 
     url: str = ""
     _decoded: dict[str, tuple[str, Token]] | None = None  # see get()
 
-    # -- the record interface backends implement --------------------------------
+    # -- the record hooks backends implement ------------------------------------
 
     @abstractmethod
     def _read(self, name: str) -> str | None:
@@ -266,9 +271,42 @@ class BaseStore(ABC):
     def _iter_names(self) -> Iterable[str]:
         """Yield every stored name, in any order."""
 
-    @abstractmethod
     def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
-        """Read ``name``, call ``change`` with it and apply the result, exclusively."""
+        """Read ``name``, call ``change`` with it and apply the result, exclusively.
+
+        The optimistic update, over the three hooks below: ``change`` runs under the
+        account's lock only, so updates of other accounts go on meanwhile, and its
+        result is written only if the record is still the one it was given.
+        """
+        with self._account_lock(name):
+            snapshot = self._snapshot(name)
+            result = change(snapshot.data)
+            if isinstance(result, Keep):
+                return
+            if not self._write_if_unchanged(name, snapshot, result):
+                log_superseded(self.url, name)
+
+    def _account_lock(self, name: str) -> contextlib.AbstractContextManager[object]:
+        """The lock that makes updates of ``name`` exclusive, across threads and
+        processes (hook of the optimistic update)."""
+        raise self._no_update()
+
+    def _snapshot(self, name: str) -> Snapshot:
+        """The record of ``name`` as the update's function will see it, with whatever the
+        backend needs to tell later whether it changed (hook of the optimistic update)."""
+        raise self._no_update()
+
+    def _write_if_unchanged(self, name: str, snapshot: Snapshot, record: Record | None) -> bool:
+        """Atomically: if the record of ``name`` is still ``snapshot``, write ``record``
+        (None deletes) and return True; else write nothing and return False (hook of
+        the optimistic update)."""
+        raise self._no_update()
+
+    def _no_update(self) -> NotImplementedError:
+        return NotImplementedError(
+            f"{type(self).__name__} implements neither _update_record nor the hooks of the "
+            "optimistic update (_account_lock, _snapshot, _write_if_unchanged)"
+        )
 
     def _iter_records(self) -> Iterator[tuple[str, str]]:
         """Yield ``(name, record text)`` pairs; backends that can stream override this."""
@@ -383,7 +421,7 @@ class BaseStore(ABC):
         self._update_record(name, self._token_change(name, fn, outcome))
         return outcome[-1] if outcome else None
 
-    def _update_many(self, updates: Sequence[tuple[str, TokenUpdate]]) -> list[Token | None] | None:
+    def update_many(self, updates: Sequence[tuple[str, TokenUpdate]]) -> list[Token | None] | None:
         """Like :meth:`update` for several distinct names, as one atomic step.
 
         Much faster than one ``update`` per name where the backend can batch (one lock
@@ -391,19 +429,18 @@ class BaseStore(ABC):
 
         Returns:
             what each ``fn`` returned, in order; or None, having called no ``fn`` and
-            written nothing, if the backend cannot batch (update name by name instead).
+            written nothing, if the backend cannot batch or a name appears twice
+            (update name by name instead).
 
         Raises:
             as :meth:`update`; if a ``fn`` raises, nothing of the batch is written.
         """
         outcomes: list[list[Token | None]] = [[] for _ in updates]
         changes = [
-            (validate_name(name), self._token_change(name, fn, outcome))
+            (name, self._token_change(name, fn, outcome))
             for (name, fn), outcome in zip(updates, outcomes, strict=True)
         ]
-        if len({name for name, _ in changes}) != len(changes):
-            return None
-        if not self._update_records(changes):
+        if not self.update_records(changes):
             return None
         return [outcome[-1] if outcome else None for outcome in outcomes]
 
@@ -426,6 +463,67 @@ class BaseStore(ABC):
 
         return change
 
+    # -- the record layer: for wrappers and bulk work ---------------------------------
+
+    def read_record(self, name: str) -> str | None:
+        """The record stored under ``name`` (JSON text, or ciphertext under ``fernet+``),
+        or None; nothing is decoded.
+
+        Raises:
+            InvalidName: ``name`` is not a valid account name.
+            StoreError: the store cannot be read.
+        """
+        return self._read(validate_name(name))
+
+    def write_record(self, name: str, record: Record) -> None:
+        """Store ``record`` under ``name``, replacing any previous one, as ``put`` does.
+
+        Raises:
+            InvalidName: ``name`` is not a valid account name.
+            StoreError: the store cannot be written.
+        """
+        self._write(validate_name(name), record)
+
+    def iter_records(self) -> Iterator[tuple[str, str]]:
+        """Yield ``(name, record)`` for every account, in name order, streaming where the
+        backend can.
+
+        Raises:
+            StoreError: the store cannot be read.
+        """
+        return self._iter_records()
+
+    def update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
+        """Like :meth:`update`, on records: call ``change`` with the record of ``name``
+        (or None) and apply what it returns (a :class:`Record`, None to delete, or
+        :data:`KEEP` to write nothing), as one step exclusive for the account.
+
+        Raises:
+            InvalidName: ``name`` is not a valid account name.
+            LockTimeout: another writer held the lock for longer than the timeout.
+            StoreError: the store cannot be read (``change`` is not called) or written.
+        """
+        self._update_record(validate_name(name), change)
+
+    def update_records(
+        self, changes: Sequence[tuple[str, Callable[[str | None], RecordChange]]]
+    ) -> bool:
+        """:meth:`update_record` for several distinct names as one atomic step (one
+        lock, one transaction or one write of a file), where the backend can.
+
+        Returns:
+            True when done; False, having called no ``change`` and written nothing, if
+            the backend cannot batch or a name appears twice (update one by one then).
+
+        Raises:
+            as :meth:`update_record`; if a ``change`` raises, nothing of the batch is
+            written.
+        """
+        names = [validate_name(name) for name, _ in changes]
+        if len(set(names)) != len(names):
+            return False
+        return self._update_records(changes)
+
     def close(self) -> None:
         """Release the store's resources; the store cannot be used afterwards."""
         self._close()
@@ -442,95 +540,31 @@ class BaseStore(ABC):
         self.close()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.url!r})"
+        return f"{type(self).__name__}({redact_url(self.url)!r})"
 
 
-# -- durable files ---------------------------------------------------------------------
+#: Helpers that moved to :mod:`webex_tokens.backends.files`; still importable from here.
+_MOVED: Final = frozenset(
+    {
+        "atomic_write",
+        "fsync_directory",
+        "glob_escape",
+        "json_loads_strict",
+        "read_private_file",
+        "remove_stale_temp_files",
+    }
+)
 
 
-def fsync_directory(directory: Path) -> None:
-    """Flush a directory entry change (a rename) to disk, where the platform allows."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        warnings.warn(
+            f"webex_tokens.store.{name} moved to webex_tokens.backends.files.{name}; "
+            "import it from there",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from .backends import files
 
-
-def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new content.
-
-    Writes a 0600 temp file in the same directory, fsyncs it, renames it over ``path``
-    with :func:`os.replace` and fsyncs the directory. ``mode``: the file's mode instead
-    of 0600, set before the rename (for a file others must read, which holds no secret).
-    """
-    import tempfile  # here: it imports shutil, random and more, which reads never need
-
-    directory = path.parent
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        if mode is not None:
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as temp:
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-    fsync_directory(directory)
-
-
-def remove_stale_temp_files(path: Path) -> None:
-    """Delete temp files a killed writer of ``path`` left behind (call under the lock)."""
-    for leftover in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
-        with contextlib.suppress(OSError):
-            leftover.unlink()
-
-
-def glob_escape(text: str) -> str:
-    """Escape glob metacharacters in a literal file name."""
-    return re.sub(r"([*?\[])", r"[\1]", text)
-
-
-def read_private_file(path: Path, what: str = "token file") -> bytes | None:
-    """Read ``path`` without following a symlink; None if it does not exist.
-
-    Raises:
-        StoreError: ``path`` is a symlink, not a regular file, or another user's.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if path.is_symlink():
-            raise StoreError(
-                f"refusing to read {path}: it is a symlink; point the store at the real file"
-            ) from None
-        raise file_error(exc, path, f"read the {what}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise StoreError(f"{path} is not a regular file; point the store at a file")
-        check_owned(path, info, what)
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def json_loads_strict(data: bytes | str) -> Any:
-    """Parse JSON, refusing NaN/Infinity, which the JSON standard does not allow."""
-
-    def reject(constant: str) -> Any:
-        raise ValueError(f"invalid JSON constant {constant}")
-
-    return json.loads(data, parse_constant=reject)
+        return getattr(files, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

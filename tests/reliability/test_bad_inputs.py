@@ -61,6 +61,9 @@ STATE = "state-3f9a1c"
 REDIRECT = "http://localhost:8000/oauth/webex/callback"
 CODE = "auth-code-5e1d"
 KEY_TEXT = "S3cretKeyMaterial"
+FERNET_KEY = generate_key()
+OPTION_SECRET = "S3cretOptionValue"
+SLASHED_PASSWORD = "S3cret/Pass"
 
 
 @dataclass
@@ -328,6 +331,20 @@ def _setenv(env: Env, **values: str) -> bool:
     return False
 
 
+def _no_table_created(env: Env, table: str) -> object:
+    """Open SQLite with a bad ``?table=``; whatever happens, no table may appear."""
+    path = env.tmp / "t.db"
+    try:
+        return open_url(f"sqlite:///{path}?table={table}")
+    finally:
+        if path.exists():
+            engine = sa.create_engine(f"sqlite:///{path}", hide_parameters=True)
+            try:
+                assert sa.inspect(engine).get_table_names() == []
+            finally:
+                engine.dispose()
+
+
 CASES = [
     # store URLs
     Case("postgres-scheme", "URL", "`postgres://app@db/tokens`", InvalidStoreURL,
@@ -341,7 +358,8 @@ CASES = [
     Case("file-without-name", "URL", "`file:///var/lib/app/`", InvalidStoreURL,
          "has no file name", lambda env: open_url("file:///var/lib/app/")),
     Case("lock-timeout-text", "URL", "`file:tokens.json?lock_timeout=soon`", InvalidStoreURL,
-         "must be a number of seconds", lambda env: open_url("file:tokens.json?lock_timeout=soon")),
+         "is not a positive number of seconds",
+         lambda env: open_url("file:tokens.json?lock_timeout=soon")),
     Case("table-injection", "URL", "`sqlite:///t.db?table=tokens;DROP TABLE x`",
          InvalidStoreURL, "use lower-case letters, digits and underscores",
          lambda env: open_url("sqlite:///t.db?table=tokens;DROP TABLE x")),
@@ -544,6 +562,28 @@ CASES = [
     Case("wrong-key-write", "key", "writing a new name with another key than the store's",
          DecryptionError, "so the store was written with another key and nothing was written",
          _wrong_key_write),
+    # secrets where a store URL expects a name, a path or nothing
+    Case("key-in-key-env", "URL", "`fernet+file:///t.json?key_env=` a Fernet key",
+         InvalidStoreURL, "must name an environment variable",
+         lambda env: open_url(f"fernet+file:///t.json?key_env={FERNET_KEY}"),
+         secrets=(FERNET_KEY,)),
+    Case("key-in-key-file", "URL", "`fernet+file:///t.json?key_file=` a Fernet key",
+         InvalidStoreURL, "holds what looks like a Fernet key, not a path",
+         lambda env: open_url(f"fernet+file:///t.json?key_file={FERNET_KEY}"),
+         secrets=(FERNET_KEY,)),
+    Case("secret-in-file-option", "URL", "`file:///t.json?token=SECRET`", InvalidStoreURL,
+         "is unknown; the options of this store are lock_timeout",
+         lambda env: open_url(f"file:///t.json?token={OPTION_SECRET}"), secrets=(OPTION_SECRET,)),
+    Case("secret-in-keyring-option", "keyring", "`keyring://app?split=SECRET`", InvalidStoreURL,
+         "must be 1 or 0", lambda env: open_url(f"keyring://app?split={OPTION_SECRET}"),
+         secrets=(OPTION_SECRET,)),
+    Case("slash-in-sql-password", "database", "`postgresql+psycopg://app:PW/x@127.0.0.1:9/test`",
+         StoreUnavailable, "check the host, port, user, password and database name in the URL",
+         lambda env: open_url(f"postgresql+psycopg://app:{SLASHED_PASSWORD}@127.0.0.1:9/test"),
+         secrets=(SLASHED_PASSWORD, SLASHED_PASSWORD.partition("/")[2])),
+    Case("table-newline", "URL", "`sqlite:///t.db?table=x%0A`", InvalidStoreURL,
+         "use lower-case letters, digits and underscores",
+         lambda env: _no_table_created(env, "x%0A")),
 ]  # fmt: skip
 
 #: Where to write the rendered matrix (read now: the tests run with WEBEX_* cleared).

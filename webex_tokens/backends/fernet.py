@@ -1,4 +1,4 @@
-"""``fernet+<url>``: Fernet encryption wrapped around any store built on :class:`BaseStore`.
+"""``fernet+<url>``: Fernet encryption wrapped around any token store.
 
 :class:`FernetStore` is a decorator, not a backend: it encrypts each record before the
 inner store writes it and decrypts it after the inner store reads it, so locking,
@@ -40,7 +40,9 @@ from cryptography.fernet import Fernet, MultiFernet
 from cryptography.fernet import InvalidToken as FernetInvalidToken
 
 from ..errors import DecryptionError, InvalidName, InvalidStoreURL, StoreCorrupted
-from ..store import KEEP, BaseStore, Keep, Record, RecordChange, redact_url
+from ..records import records_of
+from ..store import KEEP, BaseStore, Keep, Record, RecordChange, TokenStore
+from ..urls import is_variable_name, looks_like_key, redact_url, shown_url, variable_expected
 
 __all__ = ["DEFAULT_KEY_ENV", "KEY_CHECK_NAME", "FernetStore", "generate_key", "rotate_keys"]
 
@@ -73,7 +75,9 @@ class FernetStore(BaseStore):
     """Fernet encryption around another store (``fernet+file:///path/tokens.json``).
 
     Args:
-        inner: the store that keeps the ciphertext; any :class:`BaseStore`.
+        inner: the store that keeps the ciphertext, through its record layer: any
+            :class:`BaseStore`, or any :class:`TokenStore` (see
+            :func:`~webex_tokens.records.records_of`: correct, but slower).
         keys: the keys themselves (a comma-separated string or a sequence), first key
             encrypting. When omitted they are read from ``key_file`` if given, else from
             the environment variable ``key_env``.
@@ -84,24 +88,24 @@ class FernetStore(BaseStore):
     Raises:
         DecryptionError: no key is available, a key is malformed or the key file is
             readable by other users. The message names the key source, never a key.
-        TypeError: ``inner`` is not a :class:`BaseStore`.
+        TypeError: ``inner`` is not a token store.
     """
 
     def __init__(
         self,
-        inner: BaseStore,
+        inner: TokenStore,
         keys: str | bytes | Sequence[str | bytes] | None = None,
         *,
         key_env: str | None = None,
         key_file: str | os.PathLike[str] | None = None,
     ) -> None:
-        if not isinstance(inner, BaseStore):
+        if not isinstance(inner, TokenStore):
             raise TypeError(
-                f"FernetStore wraps a BaseStore, not {type(inner).__name__}; "
+                f"FernetStore wraps a token store, not {type(inner).__name__}; "
                 "open the inner store with webex_tokens.open_store() or a backend class"
             )
-        if key_env is not None and key_file is not None:
-            raise InvalidStoreURL("give the Fernet keys by key_env or by key_file, not both")
+        inner = records_of(inner)
+        _check_key_source(key_env, key_file)
         self.inner = inner
         self._key_env = key_env or DEFAULT_KEY_ENV
         self._key_file = Path(os.path.expanduser(key_file)) if key_file is not None else None
@@ -152,34 +156,29 @@ class FernetStore(BaseStore):
 
         Raises:
             InvalidStoreURL: the URL holds a key, names two key sources, wraps nothing,
-                or wraps a store that cannot be encrypted.
+                or wraps a fernet+ store.
             DecryptionError: the key source is missing, empty or unsafe.
         """
         from ..registry import is_store_url, open_url
 
         if not url[: len(_PREFIX)].lower() == _PREFIX:
             raise InvalidStoreURL(
-                f"{redact_url(url)!r} is not an encrypted store URL; write fernet+<store URL>, "
+                f"{shown_url(url)} is not an encrypted store URL; write fernet+<store URL>, "
                 "e.g. fernet+file:///var/lib/app/tokens.json"
             )
         inner_url, options = _take_key_options(url, url[len(_PREFIX) :])
         if not is_store_url(inner_url):
             raise InvalidStoreURL(
-                f"{redact_url(url)!r} wraps no store; write fernet+<store URL>, "
+                f"{shown_url(url)} wraps no store; write fernet+<store URL>, "
                 "e.g. fernet+file:///var/lib/app/tokens.json"
             )
         if inner_url[: len(_PREFIX)].lower() == _PREFIX:
             raise InvalidStoreURL(
-                f"{redact_url(url)!r} encrypts twice; use a single fernet+ prefix "
+                f"{shown_url(url)} encrypts twice; use a single fernet+ prefix "
                 "(list several keys in one key source to rotate)"
             )
+        _check_key_source(options.get("key_env"), options.get("key_file"))
         inner = open_url(inner_url, create=create)
-        if not isinstance(inner, BaseStore):
-            inner.close()
-            raise InvalidStoreURL(
-                f"the store {redact_url(inner_url)!r} does not work on records, so "
-                "fernet+ cannot wrap it; encrypt a built-in backend instead"
-            )
         try:
             return cls(inner, **options)
         except BaseException:
@@ -313,7 +312,7 @@ class FernetStore(BaseStore):
         """
         if self._key_proven:
             return
-        check = self.inner._read(KEY_CHECK_NAME)
+        check = self.inner.read_record(KEY_CHECK_NAME)
         if check is None:
             self._prove_against_records()
 
@@ -323,7 +322,7 @@ class FernetStore(BaseStore):
                 self._check_key_record(current)  # written by another process meanwhile
                 return KEEP
 
-            self.inner._update_record(KEY_CHECK_NAME, write_check)
+            self.inner.update_record(KEY_CHECK_NAME, write_check)
         else:
             self._check_key_record(check)
         self._key_proven = True
@@ -333,7 +332,7 @@ class FernetStore(BaseStore):
             raise self._wrong_key_error("its key-check record")
 
     def _prove_against_records(self) -> None:
-        records = self.inner._iter_records()
+        records = self.inner.iter_records()
         refused = 0
         try:
             for name, ciphertext in records:
@@ -365,26 +364,26 @@ class FernetStore(BaseStore):
                 "encrypted store; choose another name"
             )
 
-    # -- records, delegated to the inner store --------------------------------------
+    # -- records, delegated to the inner store's record layer --------------------------------------
 
     def _read(self, name: str) -> str | None:
         self._check_name(name)
-        return self._decrypt(name, self.inner._read(name))
+        return self._decrypt(name, self.inner.read_record(name))
 
     def _write(self, name: str, record: Record) -> None:
         self._check_name(name)
         self._prove_key()
-        self.inner._write(name, self._seal(name, record))
+        self.inner.write_record(name, self._seal(name, record))
 
     def _remove(self, name: str) -> bool:
         self._check_name(name)
-        return self.inner._remove(name)
+        return self.inner.delete(name)
 
     def _iter_names(self) -> Iterable[str]:
-        return [name for name in self.inner._iter_names() if name != KEY_CHECK_NAME]
+        return [name for name in self.inner.names() if name != KEY_CHECK_NAME]
 
     def _iter_records(self) -> Iterator[tuple[str, str]]:
-        records = self.inner._iter_records()
+        records = self.inner.iter_records()
         try:
             for name, ciphertext in records:
                 if name == KEY_CHECK_NAME:
@@ -400,7 +399,7 @@ class FernetStore(BaseStore):
     def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
         self._check_name(name)
         self._prove_key()
-        self.inner._update_record(name, self._encrypted(name, change))
+        self.inner.update_record(name, self._encrypted(name, change))
 
     def _update_records(
         self, changes: Sequence[tuple[str, Callable[[str | None], RecordChange]]]
@@ -408,7 +407,7 @@ class FernetStore(BaseStore):
         for name, _ in changes:
             self._check_name(name)
         self._prove_key()
-        return self.inner._update_records(
+        return self.inner.update_records(
             [(name, self._encrypted(name, change)) for name, change in changes]
         )
 
@@ -436,7 +435,7 @@ class FernetStore(BaseStore):
                 self._check_key_record(current)
             return Record(self._encrypt(KEY_CHECK_NAME, _KEY_CHECK_TEXT))
 
-        self.inner._update_record(KEY_CHECK_NAME, reseal)
+        self.inner.update_record(KEY_CHECK_NAME, reseal)
 
     def _close(self) -> None:
         self.inner.close()
@@ -467,6 +466,25 @@ def rotate_keys(store: FernetStore) -> int:
             rotated += 1
     store._reseal_key_check()
     return rotated
+
+
+def _check_key_source(key_env: str | None, key_file: str | os.PathLike[str] | None) -> None:
+    """Refuse a key source that holds a key instead of naming where keys are (never
+    showing what it holds).
+
+    Raises:
+        InvalidStoreURL: both sources, a ``key_env`` that is no variable name, or a
+            ``key_file`` shaped like a key.
+    """
+    if key_env is not None and key_file is not None:
+        raise InvalidStoreURL("give the Fernet keys by key_env or by key_file, not both")
+    if key_env is not None and not is_variable_name(key_env):
+        raise InvalidStoreURL(variable_expected("key_env", "the fernet+ store"))
+    if key_file is not None and looks_like_key(os.fspath(key_file)):
+        raise InvalidStoreURL(
+            "the option key_file of the fernet+ store holds what looks like a Fernet key, "
+            "not a path; write the key into a chmod 600 file and give that file's path"
+        )
 
 
 def _split_keys(keys: str | bytes | Sequence[str | bytes]) -> list[bytes]:
@@ -512,14 +530,14 @@ def _take_key_options(url: str, inner_url: str) -> tuple[str, dict[str, str]]:
             )
         if key in _KEY_OPTIONS:
             if key in options:
-                raise InvalidStoreURL(f"{key} appears twice in {redact_url(url)!r}; keep one")
+                raise InvalidStoreURL(f"{key} appears twice in {shown_url(url)}; keep one")
             if not value:
-                raise InvalidStoreURL(f"{key} in {redact_url(url)!r} is empty; give a value")
+                raise InvalidStoreURL(f"{key} in {shown_url(url)} is empty; give a value")
             options[key] = unquote(value)
         elif field:
             kept.append(field)
     if len(options) > 1:
         raise InvalidStoreURL(
-            f"{redact_url(url)!r} names both key_env and key_file; keep the one that holds the keys"
+            f"{shown_url(url)} names both key_env and key_file; keep the one that holds the keys"
         )
     return base + ("?" + "&".join(kept) if kept else ""), options

@@ -24,9 +24,9 @@ on the first write.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import math
 import os
 import stat
 import threading
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 from ..errors import InvalidStoreURL, StoreCorrupted, StoreError
 from ..locks import AccountLocks, lock_directory
@@ -45,14 +45,12 @@ from ..store import (
     Keep,
     Record,
     RecordChange,
-    atomic_write,
+    Snapshot,
     ensure_private_dir,
     interprocess_lock,
-    json_loads_strict,
-    log_superseded,
-    read_private_file,
-    remove_stale_temp_files,
 )
+from ..urls import UrlOptions, shown_url
+from .files import atomic_write, json_loads_strict, read_private_file, remove_stale_temp_files
 
 __all__ = ["LEGACY_ACCOUNT", "FileStore"]
 
@@ -129,7 +127,9 @@ class FileStore(BaseStore):
         token file that exists (see the class).
         """
         if not url.startswith("file:"):
-            raise InvalidStoreURL(f"not a file store URL: {url!r}")
+            raise InvalidStoreURL(
+                f"{shown_url(url)} is not a file store URL; write file:///path.json"
+            )
         rest, _, query = url[len("file:") :].partition("?")
         if rest.startswith("//"):
             host, slash, path = rest[2:].partition("/")
@@ -139,21 +139,25 @@ class FileStore(BaseStore):
                 rest = slash + path
             else:
                 raise InvalidStoreURL(
-                    f"file store URL {url!r} names the host {host!r}; write "
+                    f"file store URL {shown_url(url)} names a host; write "
                     "file:///absolute/path.json, file:relative/path.json or file://~/path.json"
                 )
         path = unquote(rest)
         if not path or path.endswith("/"):
             raise InvalidStoreURL(
-                f"file store URL {url!r} has no file name; write e.g. file:///var/lib/app/tokens.json"
+                f"file store URL {shown_url(url)} has no file name; write e.g. file:///var/lib/app/tokens.json"
             )
         if "\x00" in path:
             raise InvalidStoreURL(
-                f"file store URL {url!r} holds a NUL character (%00) in its path; "
+                f"file store URL {shown_url(url)} holds a NUL character (%00) in its path; "
                 "write the path of the token file, e.g. file:///var/lib/app/tokens.json"
             )
-        options = _parse_options(url, query)
-        return cls(path, create=create, **options)
+        options = UrlOptions(url, query, ("lock_timeout",))
+        return cls(
+            path,
+            create=create,
+            lock_timeout=options.seconds("lock_timeout", DEFAULT_LOCK_TIMEOUT),
+        )
 
     # -- the document -------------------------------------------------------------
 
@@ -336,29 +340,32 @@ class FileStore(BaseStore):
                 self._save(tokens)
         return True
 
-    def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
-        # ``change`` may wait on the network (a refresh): it runs under the account's lock
-        # only, so updates of other accounts go on meanwhile; the file lock is taken for
-        # the write alone.
-        with self._account_locks.account(name):
-            stored = self._load().get(name)
-            result = change(self._text(name, stored))
-            if isinstance(result, Keep):
-                return
-            value = None if result is None else self._value(result)
+    # -- the optimistic update's hooks (see BaseStore._update_record) ------------------
 
-            def write(tokens: dict[str, Any]) -> tuple[None, bool]:
-                # Compared as values: the same token may be written with its keys in
-                # another order by another process.
-                if tokens.get(name) != stored:
-                    log_superseded(self.url, name)
-                    return None, False
-                if value is None:
-                    return None, tokens.pop(name, None) is not None
-                tokens[name] = value
-                return None, True
+    def _account_lock(self, name: str) -> contextlib.AbstractContextManager[object]:
+        # The update's function may wait on the network (a refresh): it runs under the
+        # account's lock only, so updates of other accounts go on meanwhile; the file
+        # lock is taken for the write alone.
+        return self._account_locks.account(name)
 
-            self._edit(write)
+    def _snapshot(self, name: str) -> Snapshot:
+        stored = self._load().get(name)
+        return Snapshot(self._text(name, stored), stored)
+
+    def _write_if_unchanged(self, name: str, snapshot: Snapshot, record: Record | None) -> bool:
+        value = None if record is None else self._value(record)
+
+        def write(tokens: dict[str, Any]) -> tuple[bool, bool]:
+            # Compared as values: the same token may be written with its keys in another
+            # order by another process.
+            if tokens.get(name) != snapshot.version:
+                return False, False
+            if value is None:
+                return True, tokens.pop(name, None) is not None
+            tokens[name] = value
+            return True, True
+
+        return bool(self._edit(write))
 
 
 #: Keys sorted, no indent: the C encoder, which ``indent`` would turn off.
@@ -386,24 +393,3 @@ class _Edit:
     done: bool = False
     result: Any = None
     error: BaseException | None = None
-
-
-def _parse_options(url: str, query: str) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    for key, values in parse_qs(query, keep_blank_values=True).items():
-        if key == "lock_timeout":
-            try:
-                options["lock_timeout"] = float(values[-1])
-            except ValueError:
-                raise InvalidStoreURL(
-                    f"lock_timeout in {url!r} must be a number of seconds, e.g. ?lock_timeout=30"
-                ) from None
-            if not 0 < options["lock_timeout"] < math.inf:
-                raise InvalidStoreURL(
-                    f"lock_timeout in {url!r} must be positive and finite, e.g. ?lock_timeout=30"
-                )
-        else:
-            raise InvalidStoreURL(
-                f"unknown option {key!r} in file store URL {url!r}; the only option is lock_timeout"
-            )
-    return options

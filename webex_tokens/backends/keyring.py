@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Final, TypeVar
-from urllib.parse import parse_qs, quote, unquote
+from urllib.parse import quote, unquote
 
 import keyring
 import keyring.errors
@@ -71,6 +71,7 @@ from ..store import (
     RecordChange,
     interprocess_lock,
 )
+from ..urls import UrlOptions, shown_url
 
 __all__ = ["ALLOW_INSECURE_ENV", "DEFAULT_SERVICE", "PLATFORM_MAX_VALUE_BYTES", "KeyringStore"]
 
@@ -94,6 +95,7 @@ _HEADER = re.compile(
 )
 _INDEX_VERSION: Final = 1
 _MIN_VALUE_BYTES: Final = 128
+_URL_OPTIONS: Final = ("allow_insecure", "lock_timeout", "max_value_bytes", "split")
 _TRUE: Final = ("1", "true", "yes", "on")
 _FALSE: Final = ("0", "false", "no", "off", "")
 # Backends that keep secrets encrypted under the user's login; anything else with a
@@ -200,42 +202,28 @@ class KeyringStore(BaseStore):
         """
         if url[: len("keyring://")].lower() != "keyring://":
             raise InvalidStoreURL(
-                f"bad keyring store URL {url!r}; write keyring:// or keyring://SERVICE"
+                f"bad keyring store URL {shown_url(url)}; write keyring:// or keyring://SERVICE"
             )
         rest, _, query = url[len("keyring://") :].partition("?")
         service = unquote(rest.rstrip("/")) or DEFAULT_SERVICE
         try:
             _check_service(service)
         except ValueError as exc:
-            raise InvalidStoreURL(f"bad keyring store URL {url!r}: {exc}") from None
-        options: dict[str, Any] = {}
-        for key, values in parse_qs(query, keep_blank_values=True).items():
-            value = values[-1].strip().lower()
-            if key in ("allow_insecure", "split"):
-                if value not in _TRUE + _FALSE:
-                    raise InvalidStoreURL(f"{key} in {url!r} must be 1 or 0")
-                options[key] = value in _TRUE
-            elif key == "lock_timeout":
-                try:
-                    options[key] = float(value)
-                except ValueError:
-                    raise InvalidStoreURL(
-                        f"lock_timeout in {url!r} must be a number of seconds"
-                    ) from None
-                if not options[key] > 0:
-                    raise InvalidStoreURL(f"lock_timeout in {url!r} must be positive")
-            elif key == "max_value_bytes":
-                if not value.isdigit() or int(value) < _MIN_VALUE_BYTES:
-                    raise InvalidStoreURL(
-                        f"max_value_bytes in {url!r} must be a whole number of bytes, at "
-                        f"least {_MIN_VALUE_BYTES}"
-                    )
-                options[key] = int(value)
-            else:
+            raise InvalidStoreURL(f"bad keyring store URL {shown_url(url)}: {exc}") from None
+        parsed = UrlOptions(url, query, _URL_OPTIONS)
+        options: dict[str, Any] = {
+            key: parsed.flag(key) for key in ("allow_insecure", "split") if key in parsed.values
+        }
+        if "lock_timeout" in parsed.values:
+            options["lock_timeout"] = parsed.seconds("lock_timeout", DEFAULT_LOCK_TIMEOUT)
+        if "max_value_bytes" in parsed.values:
+            value = parsed.values["max_value_bytes"].strip()
+            if not value.isascii() or not value.isdigit() or int(value) < _MIN_VALUE_BYTES:
                 raise InvalidStoreURL(
-                    f"unknown option {key!r} in keyring store URL {url!r}; the options are "
-                    "allow_insecure, lock_timeout, max_value_bytes and split"
+                    f"the option max_value_bytes in {parsed.shown} must be a whole number of "
+                    f"bytes, at least {_MIN_VALUE_BYTES}"
                 )
+            options["max_value_bytes"] = int(value)
         return cls(service, **options)
 
     # -- calls into the keyring ---------------------------------------------------------

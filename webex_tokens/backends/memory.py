@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import ClassVar, Final
 from urllib.parse import urlsplit
 
 from ..errors import InvalidStoreURL
-from ..store import BaseStore, Keep, Record, RecordChange, log_superseded
+from ..store import BaseStore, Record, Snapshot
+from ..urls import shown_url
 
 __all__ = ["MemoryStore"]
 
@@ -30,8 +32,6 @@ class MemoryStore(BaseStore):
         self.url = f"memory://{label}"
         self._records: dict[str, Record] = {}
         self._lock = threading.RLock()
-        # ``update`` holds its account's slot while its function runs, ``_lock`` only to
-        # write, so one account's refresh does not hold up the others.
         self._slots = [threading.RLock() for _ in range(_SLOTS)]
 
     @classmethod
@@ -40,7 +40,7 @@ class MemoryStore(BaseStore):
         parts = urlsplit(url)
         if parts.scheme != "memory" or parts.path not in ("", "/") or parts.query:
             raise InvalidStoreURL(
-                f"bad memory store URL {url!r}; write memory:// or memory://LABEL"
+                f"bad memory store URL {shown_url(url)}; write memory:// or memory://LABEL"
             )
         label = parts.netloc
         if not label:
@@ -66,16 +66,23 @@ class MemoryStore(BaseStore):
         with self._lock:
             return list(self._records)
 
-    def _update_record(self, name: str, change: Callable[[str | None], RecordChange]) -> None:
-        with self._slots[hash(name) % _SLOTS]:
-            before = self._records.get(name)
-            result = change(before.data if before is not None else None)
-            if isinstance(result, Keep):
-                return
-            with self._lock:
-                if self._records.get(name) is not before:
-                    log_superseded(self.url, name)
-                elif result is None:
-                    self._records.pop(name, None)
-                else:
-                    self._records[name] = result
+    # -- the optimistic update's hooks (see BaseStore._update_record) ------------------
+
+    def _account_lock(self, name: str) -> contextlib.AbstractContextManager[object]:
+        # The account's slot, held while the update's function runs; ``_lock`` only to
+        # write, so one account's refresh does not hold up the others.
+        return self._slots[hash(name) % _SLOTS]
+
+    def _snapshot(self, name: str) -> Snapshot:
+        before = self._records.get(name)
+        return Snapshot(before.data if before is not None else None, before)
+
+    def _write_if_unchanged(self, name: str, snapshot: Snapshot, record: Record | None) -> bool:
+        with self._lock:
+            if self._records.get(name) is not snapshot.version:
+                return False
+            if record is None:
+                self._records.pop(name, None)
+            else:
+                self._records[name] = record
+            return True

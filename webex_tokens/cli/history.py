@@ -182,8 +182,8 @@ def record(
     notes = list(outcomes)
     if key is None or not notes:
         return
+    from ..backends.files import atomic_write
     from ..locks import ensure_private_dir, interprocess_lock
-    from ..store import atomic_write
 
     target = path or history_path()
     at = (now or datetime.now(timezone.utc)).replace(microsecond=0).isoformat()

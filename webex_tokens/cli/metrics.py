@@ -201,7 +201,7 @@ def metrics(ctx: click.Context, textfile: Path | None, show_names: bool, all_sto
     if textfile is None:
         click.echo(text.decode(), nl=False)
     else:
-        from ..store import atomic_write
+        from ..backends.files import atomic_write
 
         # node_exporter runs as another user; the file holds no secret.
         atomic_write(textfile, text, mode=0o644)

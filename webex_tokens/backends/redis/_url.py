@@ -10,7 +10,7 @@ from typing import Final
 from urllib.parse import quote, unquote, urlsplit
 
 from ...errors import InvalidStoreURL, StoreUnavailable
-from .._url_options import UrlOptions, shown_url
+from ...urls import UrlOptions, shown_url
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -145,7 +145,7 @@ def check_prefix(prefix: str, url: str) -> str:
         or _RESERVED_SEGMENTS.intersection(segments)
     ):
         raise InvalidStoreURL(
-            f"the prefix {prefix!r} of {shown_url(url)} is not allowed; use letters, "
+            f"the prefix of {shown_url(url)} is not allowed; use letters, "
             "digits, '.', '_' and '-' in parts joined by ':' (at most 100 characters, no part "
             "named token, lease or names), e.g. ?prefix=myapp:webex-tokens"
         )
@@ -182,4 +182,6 @@ def existing_file(path: str | None, option: str, url: str) -> str | None:
     with contextlib.suppress(OSError, ValueError):
         if os.path.isfile(expanded):
             return expanded
-    raise InvalidStoreURL(f"the {option} {path!r} of {url} is not a file; give the path of one")
+    raise InvalidStoreURL(
+        f"the option {option} of {shown_url(url)} names no file; give the path of one"
+    )

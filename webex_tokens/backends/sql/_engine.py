@@ -78,7 +78,10 @@ def create_engine(
     if driver in ("pymysql", "mysqldb") and "charset" not in sa_url.query:
         connect_args["charset"] = "utf8mb4"  # the full Unicode range, emoji included
     try:
-        engine = sa.create_engine(sa_url, connect_args=connect_args, **engine_args)
+        # hide_parameters: SQLAlchemy's logs and errors never show the token records.
+        engine = sa.create_engine(
+            sa_url, connect_args=connect_args, hide_parameters=True, **engine_args
+        )
     except NoSuchModuleError:
         raise BackendUnavailable(
             f"SQLAlchemy has no driver {sa_url.drivername!r} for {url}; install the "

@@ -18,7 +18,7 @@ DEFAULT_TABLE: Final = "webex_tokens"
 #: access token expires.
 COLUMNS: Final = ("name", "data", "version", "updated_at", "expires_at")
 #: What a table name may be: it is written into statements, so nothing to quote.
-TABLE_NAME: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+TABLE_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # always fullmatch
 
 
 def select_record_sql(table: str) -> str:

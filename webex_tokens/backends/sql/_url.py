@@ -11,7 +11,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError
 
 from ...errors import InvalidStoreURL
-from ...store import DEFAULT_LOCK_TIMEOUT, redact_url
+from ...store import DEFAULT_LOCK_TIMEOUT
+from ...urls import redact_url, shown_url
 from ._schema import DEFAULT_TABLE, TABLE_NAME
 
 __all__ = [
@@ -41,13 +42,13 @@ def parse_url(url: str) -> tuple[URL, dict[str, str]]:
         sa_url = sa.make_url(url)
     except (ArgumentError, ValueError):
         raise InvalidStoreURL(
-            f"{redact_url(url)!r} is not a database URL; write e.g. sqlite:///tokens.db or "
+            f"{shown_url(url)} is not a database URL; write e.g. sqlite:///tokens.db or "
             "postgresql+psycopg://USER@HOST/DATABASE"
         ) from None
     backend = sa_url.get_backend_name()
     if backend not in ("sqlite", *DEFAULT_DRIVERS):
         raise InvalidStoreURL(
-            f"{redact_url(url)!r} names the database {backend!r}; webex-tokens supports "
+            f"{shown_url(url)} names the database {backend!r}; webex-tokens supports "
             "SQLite, PostgreSQL, MySQL and MariaDB"
         )
     if "+" not in sa_url.drivername and backend in DEFAULT_DRIVERS:
@@ -63,17 +64,17 @@ def parse_url(url: str) -> tuple[URL, dict[str, str]]:
         if sa_url.query:
             unknown = ", ".join(sorted(sa_url.query))
             raise InvalidStoreURL(
-                f"unknown option {unknown} in {redact_url(url)!r}; the options of a SQLite "
+                f"unknown option {unknown} in {shown_url(url)}; the options of a SQLite "
                 f"store are {', '.join(OPTIONS)}"
             )
         if "\x00" in (sa_url.database or ""):
             raise InvalidStoreURL(
-                f"{redact_url(url)!r} names a file with a NUL character (%00) in its path; "
+                f"{shown_url(url)} names a file with a NUL character (%00) in its path; "
                 "write the path of the database file, e.g. sqlite:///tokens.db"
             )
         if sa_url.username or sa_url.password or sa_url.host or sa_url.port:
             raise InvalidStoreURL(
-                f"{redact_url(url)!r} is not a SQLite URL; write sqlite:///relative/path.db, "
+                f"{shown_url(url)} is not a SQLite URL; write sqlite:///relative/path.db, "
                 "sqlite:////absolute/path.db or sqlite:///~/tokens.db"
             )
     return sa_url, options
@@ -94,9 +95,9 @@ def display_url(sa_url: URL, table: str, lock_timeout: float, connect_timeout: f
 
 def check_table_name(table: object, url: str) -> None:
     """Refuse a table name that is not lower-case letters, digits and underscores."""
-    if not isinstance(table, str) or not TABLE_NAME.match(table):
+    if not isinstance(table, str) or not TABLE_NAME.fullmatch(table):
         raise InvalidStoreURL(
-            f"the table name {table!r} for {redact_url(url)!r} is not allowed; use lower-case "
+            f"the table name for {shown_url(url)} is not allowed; use lower-case "
             "letters, digits and underscores (at most 63, not starting with a digit), "
             "e.g. ?table=webex_tokens_prod"
         )
@@ -114,7 +115,7 @@ def seconds(
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise InvalidStoreURL(
-            f"{key} for {redact_url(url)!r} is {raw!r}; give a positive number of seconds, "
+            f"{key} for {shown_url(url)} is not a positive number of seconds; write "
             f"e.g. ?{key}={default:g}"
         )
     return value

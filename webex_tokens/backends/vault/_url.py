@@ -12,7 +12,7 @@ from typing import Final
 from urllib.parse import quote, unquote, urlsplit
 
 from ...errors import InvalidStoreURL, StoreUnavailable
-from .._url_options import UrlOptions, shown_url
+from ...urls import UrlOptions, shown_url
 
 __all__ = [
     "CA_VARIABLES",
