@@ -433,7 +433,8 @@ class BaseStore(ABC):
             (update name by name instead).
 
         Raises:
-            as :meth:`update`; if a ``fn`` raises, nothing of the batch is written.
+            StoreError: as :meth:`update`; if a ``fn`` raises, nothing of the batch is
+                written.
         """
         outcomes: list[list[Token | None]] = [[] for _ in updates]
         changes = [
@@ -516,8 +517,8 @@ class BaseStore(ABC):
             the backend cannot batch or a name appears twice (update one by one then).
 
         Raises:
-            as :meth:`update_record`; if a ``change`` raises, nothing of the batch is
-            written.
+            StoreError: as :meth:`update_record`; if a ``change`` raises, nothing of the
+                batch is written.
         """
         names = [validate_name(name) for name, _ in changes]
         if len(set(names)) != len(names):
