@@ -39,6 +39,7 @@ from window_workers import next_operation, refresh_killed_in_the_window
 from write_faults import WriteFails
 
 from webex_tokens.backends.fernet import FernetStore
+from webex_tokens.backends.file import FileStore
 from webex_tokens.errors import ReauthorizationRequired, StoreError
 from webex_tokens.locks import interprocess_lock
 from webex_tokens.oauth import WebexOAuth
@@ -308,7 +309,8 @@ def _sqlite_write_lock(path: Path) -> Callable[[], None]:
 
 def _file_write_lock(path: Path) -> Callable[[], None]:
     stack = contextlib.ExitStack()
-    stack.enter_context(interprocess_lock(path.with_name(path.name + ".lock"), LOCK_TIMEOUT))
+    # The store's own lock file, as the store names it.
+    stack.enter_context(interprocess_lock(FileStore(path).lock_path, LOCK_TIMEOUT))
     return stack.close
 
 
