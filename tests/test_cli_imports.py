@@ -16,6 +16,7 @@ from pathlib import Path
 from webex_tokens import Token
 from webex_tokens.backends.file import FileStore
 from webex_tokens.backends.sql import SQLStore
+from webex_tokens.journal import RescueJournal
 from webex_tokens.settings import default_store_url
 from webex_tokens.testing.fake_webex import FakeWebex
 
@@ -160,3 +161,26 @@ def test_list_in_a_pipe_does_not_draw_with_rich(tmp_path: Path) -> None:
     out, modules = modules_imported_by("list", env={"WEBEX_TOKENS_STORE": store.url})
     assert out.splitlines()[1].startswith("alice ")
     assert "rich" not in {name.split(".")[0] for name in modules}
+
+
+def test_token_stores_what_waits_in_the_journal_before_answering(tmp_path: Path) -> None:
+    """The quick read serves the stored token only when the rescue journal is empty:
+    a newer token waiting there (its store write failed) is stored and printed."""
+    url = f"sqlite:///{tmp_path}/tokens.db"
+    with SQLStore(url) as store:
+        store.put("alice", valid("tok-old"))
+        RescueJournal().keep(store, "alice", valid("tok-new"), previous=valid("tok-old"))
+    process = subprocess.run(
+        [sys.executable, "-m", "webex_tokens", "token", "alice"],
+        env={**os.environ, "WEBEX_TOKENS_STORE": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert process.returncode == 0, process.stderr
+    assert process.stdout == "tok-new\n"
+    with SQLStore(url) as store:
+        stored = store.get("alice")
+    assert stored is not None and stored.access_token == "tok-new"
+    assert RescueJournal().is_empty()

@@ -285,6 +285,14 @@ class RescueJournal:
                     unreadable.append(str(exc))
         return sorted(found, key=lambda entry: entry.written_at)
 
+    def is_empty(self) -> bool:
+        """True when nothing waits in the journal, for any store (one directory read).
+
+        Raises:
+            StoreError: the journal's directory cannot be read.
+        """
+        return next(self._files(None), None) is None
+
     def waiting(self, store: TokenStore, name: str) -> list[Path]:
         """The journal files waiting for ``name`` in ``store`` (usually none)."""
         if _in_process_only(store):

@@ -285,9 +285,10 @@ def valid_token_quickly(settings: Settings, target: str | None, name: str) -> To
     file, read without SQLAlchemy), so ``token`` can print it at once.
 
     None for anything else (another store, no such token, a record that does not
-    decode, a token that is due): the command then goes through the keeper, which
-    opens the store, refreshes a due token and reports every problem. The keeper's
-    decisions are the ones used here: the same leeway and :func:`~webex_tokens.refresh.is_due`.
+    decode, a token that is due, anything waiting in the rescue journal): the command
+    then goes through the keeper, which opens the store, stores what the journal holds,
+    refreshes a due token and reports every problem. The keeper's decisions are the ones
+    used here: the same leeway and :func:`~webex_tokens.refresh.is_due`.
 
     Raises:
         ConfigError: ``target`` (or the default store) names no configured store.
@@ -295,6 +296,7 @@ def valid_token_quickly(settings: Settings, target: str | None, name: str) -> To
     import json
 
     from ..errors import InvalidName
+    from ..journal import default_journal
     from ..refresh import is_due
     from ..registry import read_record_quickly
     from ..store import validate_name
@@ -304,6 +306,8 @@ def valid_token_quickly(settings: Settings, target: str | None, name: str) -> To
     except InvalidName:
         return None
     url = target if target is not None and is_store_url(target) else settings.store_url(target)
+    if not default_journal().is_empty():
+        return None  # a token waits to be stored: the keeper stores it first
     record = read_record_quickly(url, name)
     if record is None:
         return None
