@@ -140,7 +140,8 @@ def test_writer_killed_at_random_moments_leaves_old_or_new_token(tmp_path: Path)
     store = FileStore(path)
     assert store.get("other") == make_token("other")
     store.put("after", make_token())
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokens.json", "tokens.json.lock"]
+    # No temp file left behind: the token file and the directory of its locks only.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tokens.json", "tokens.json.locks"]
 
 
 WRITER_SCRIPT = textwrap.dedent(

@@ -396,8 +396,8 @@ class RescueJournal:
     def _files(self, key: str | None) -> Iterator[Path]:
         try:
             listing = os.scandir(self.directory)
-        except FileNotFoundError:
-            return
+        except (FileNotFoundError, NotADirectoryError):
+            return  # no journal directory (a file where one should be): nothing waits
         except OSError as exc:
             raise StoreError(
                 f"cannot read the rescue journal {self.directory}: {exc.strerror}; make it "
