@@ -46,6 +46,7 @@ from webex_tokens.errors import (
     RedirectURIMismatch,
     StoreCorrupted,
     StoreError,
+    StoreNotFound,
     StoreUnavailable,
     TokenEndpointError,
 )
@@ -314,6 +315,39 @@ def _move_onto_itself(env: Env) -> object:
     )
 
 
+def _foreign_token_file(env: Env) -> object:
+    if os.geteuid() != 0:
+        pytest.skip("planting another user's file needs root")
+    FileStore(env.tmp / "tokens.json").put("alice", make_token())
+    os.chown(env.tmp / "tokens.json", 54321, 54321)
+    return FileStore(env.tmp / "tokens.json").get("alice")
+
+
+def _token_file_in_an_open_directory(env: Env) -> object:
+    shared = env.tmp / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    return FileStore(shared / "tokens.json").put("alice", make_token())
+
+
+def _symlinked_sqlite(env: Env) -> object:
+    (env.tmp / "real.db").touch(mode=0o600)
+    (env.tmp / "t.db").symlink_to(env.tmp / "real.db")
+    return open_url(f"sqlite:///{env.tmp}/t.db")
+
+
+def _lock_directory_blocked(env: Env) -> object:
+    (env.tmp / "tokens.json.locks").write_text("")
+    return FileStore(env.tmp / "tokens.json").put("alice", make_token())
+
+
+def _read_only_open_of_a_typo(env: Env) -> object:
+    try:
+        return open_url(f"sqlite:///{env.tmp}/typo/t.db", create=False)
+    finally:
+        assert not (env.tmp / "typo").exists()  # nothing was created
+
+
 def _settings(text: str, *, env_vars: dict[str, str] | None = None) -> Callable[[Env], object]:
     def run(env: Env) -> object:
         env.settings_file(text)
@@ -562,6 +596,17 @@ CASES = [
     Case("wrong-key-write", "key", "writing a new name with another key than the store's",
          DecryptionError, "so the store was written with another key and nothing was written",
          _wrong_key_write),
+    Case("foreign-token-file", "files", "a token file that belongs to another user",
+         StoreError, "so someone else may have put it there", _foreign_token_file),
+    Case("open-directory", "files", "a token file in a directory other users can write",
+         StoreError, "other users can write to the directory", _token_file_in_an_open_directory),
+    Case("symlinked-sqlite", "files", "`sqlite:///t.db` where `t.db` is a symbolic link",
+         StoreError, "it is a symlink; point the store at the real file", _symlinked_sqlite),
+    Case("lock-directory-blocked", "files", "a file where the store's lock directory goes",
+         StoreError, "a part of the path is a file, not a directory", _lock_directory_blocked),
+    Case("read-only-typo", "files", "reading a SQLite store at a mistyped path (`list`, "
+         "`show`, `token`, `doctor`)", StoreNotFound, "yet, and nothing was created",
+         _read_only_open_of_a_typo),
     # secrets where a store URL expects a name, a path or nothing
     Case("key-in-key-env", "URL", "`fernet+file:///t.json?key_env=` a Fernet key",
          InvalidStoreURL, "must name an environment variable",
