@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,8 +21,11 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from starlette.applications import Starlette
+from write_faults import WriteFails
 
 from webex_tokens.aio import AsyncWebexClient
+from webex_tokens.backends.file import FileStore
+from webex_tokens.journal import RescueJournal
 from webex_tokens.oauth import WebexOAuth
 from webex_tokens.registry import open_url
 from webex_tokens.store import TokenStore
@@ -609,3 +613,22 @@ def test_without_openid_there_is_no_identity(site: Site, fake_webex: FakeWebex, 
             "account": fake_webex.user,
             "identity": None,
         }
+
+
+def test_a_login_whose_store_write_fails_waits_in_the_journal(
+    site: Site, fake_webex: FakeWebex, tmp_path: Path
+) -> None:
+    """The code is spent once exchanged: a token the store refused is not thrown away,
+    and the next operation on the account stores it."""
+    store = FileStore(tmp_path / "tokens.json")
+    failing = WriteFails(store, failures=1)
+    flow = LoginFlow(failing, site.oauth, secret_key=SECRET_KEY)
+    answer = flow_callback(flow, fake_webex)
+    assert answer.status == 500
+    assert b"could not be stored" in answer.body
+    assert store.names() == []
+    (name,) = [entry.account for entry in RescueJournal().entries()]
+    assert RescueJournal().replay(store, name)
+    stored = store.get(name)
+    assert stored is not None and stored.account == fake_webex.user
+    assert RescueJournal().is_empty()

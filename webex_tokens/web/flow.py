@@ -44,6 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..callback import PAGE_HEADERS, handle_callback_query, render_page
 from ..errors import ConfigError, OAuthError, StoreError, TokenEndpointError, WebexTokensError
+from ..journal import default_journal
 from ..keeper import login_name
 from ..oauth import AuthorizationRequest, WebexOAuth
 from ..store import TokenStore
@@ -354,7 +355,8 @@ class LoginFlow:
                 requested=account_name(token) if account_name is not None else None,
                 fallback=None,
             )
-            self.store.put(name, token.replace(account=token.account or name))
+            # A code is good for one exchange: the journal keeps the token until stored.
+            default_journal().put(self.store, name, token.replace(account=token.account or name))
         except OAuthError as exc:
             log.warning("login failed: %s", describe_failure(exc, self.oauth.redirect_uri))
             return self._failed(502 if isinstance(exc, TokenEndpointError) else 400, used)
